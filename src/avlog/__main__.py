@@ -1,0 +1,3 @@
+from avlog.cli import main
+
+main()

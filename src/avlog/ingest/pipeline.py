@@ -1,0 +1,498 @@
+"""Ingest one source for one device: per file copy, hash, prove, probe, record.
+
+Each file is read once: its chunks feed BLAKE3, SHA-256 and the writer into
+``tmp/``; the copy is read back from disk and re-hashed before it is renamed
+into ``objects/``; only then is its clip row committed, with its audit entry,
+in one transaction. A file that cannot be read fails alone and the rest go
+on; a full disk stops the run, leaving everything committed so far intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO, Protocol
+
+from avlog.context import Context
+from avlog.errors import AvlogError, DeviceNotRegistered, DiskFull
+from avlog.i18n import _
+from avlog.ingest import timeline
+from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
+from avlog.ingest.sources import Source, SourceEntry
+from avlog.store.hashing import Digests, copy_and_hash
+from avlog.store.objects import PutResult
+from avlog.timefmt import from_db, to_db
+
+
+class IngestProgress(Protocol):
+    """What the core tells a progress display; every method may be a no-op."""
+
+    def begin(self, files: int, total_bytes: int) -> None: ...
+
+    def file(self, path: str, size: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class NoProgress:
+    def begin(self, files: int, total_bytes: int) -> None:
+        pass
+
+    def file(self, path: str, size: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+class SourceReadError(AvlogError):
+    """The card could not be read (unplugged, I/O error, the file changed while being read)."""
+
+
+class _GuardedReader:
+    """Wraps a source file so that its read errors are told apart from the store's write errors."""
+
+    def __init__(self, raw: BinaryIO, path: str):
+        self.raw = raw
+        self.path = path
+        if hasattr(raw, "readinto"):
+            self.readinto = self._readinto
+
+    def _readinto(self, buffer: memoryview) -> int:
+        try:
+            return self.raw.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
+        except OSError as exc:
+            raise SourceReadError(_("cannot read the card: {reason}").format(reason=exc.strerror or exc)) from exc
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.raw.read(n)
+        except OSError as exc:
+            raise SourceReadError(_("cannot read the card: {reason}").format(reason=exc.strerror or exc)) from exc
+        except EOFError as exc:  # dissect's streams: a cluster chain shorter than the file
+            raise SourceReadError(_("the card ended before the file did")) from exc
+
+
+@dataclass
+class ItemResult:
+    original_path: str
+    size: int
+    media_kind: str | None = None
+    status: str = "failed"  # stored | duplicate | failed
+    error: str | None = None
+    blake3: str | None = None
+    sha256: str | None = None
+    clip_id: int | None = None
+    new_clip: bool = False
+    time_source: str | None = None
+    probe_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IngestReport:
+    ingest_id: int
+    device_serial: str
+    custodian: str | None
+    registered: bool
+    source: str
+    source_kind: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    items: list[ItemResult] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    findings: list[timeline.Finding] = field(default_factory=list)
+    aborted: str | None = None  # why the run stopped early (a full disk)
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for i in self.items if i.status == "stored")
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for i in self.items if i.status == "duplicate")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for i in self.items if i.status == "failed")
+
+    @property
+    def bytes_stored(self) -> int:
+        return sum(i.size for i in self.items if i.status == "stored")
+
+    @property
+    def status(self) -> str:
+        if self.failed == 0:
+            return "done"
+        return "partial" if self.failed < len(self.items) else "failed"
+
+
+def _plan(source: Source, report: IngestReport) -> Iterator[tuple[SourceEntry, str]]:
+    """The recordings on the card, with their kind; counts what is skipped and why."""
+    for entry in source.entries():
+        reason = skip_reason(entry.path)
+        kind = None
+        if reason is None:
+            kind = kind_by_extension(entry.path)
+            if kind is None and entry.size:
+                try:
+                    with source.open(entry) as f:
+                        kind = kind_by_magic(f.read(SNIFF_BYTES))
+                except (OSError, EOFError):
+                    kind = None
+            if kind is None:
+                reason = "not_media"
+        if reason is not None:
+            report.skipped[reason] = report.skipped.get(reason, 0) + 1
+            continue
+        assert kind is not None
+        yield entry, kind
+
+
+def _mark_interrupted(ctx: Context) -> None:
+    """Runs of this host whose process is gone (killed, crashed) are closed as ``interrupted``."""
+    rows = ctx.catalog.query("SELECT id, pid FROM ingests WHERE status = 'running' AND host = ?", [ctx.host])
+    for row in rows:
+        if row["pid"] == os.getpid():
+            continue
+        try:
+            os.kill(row["pid"], 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with ctx.catalog.change() as db:
+            db.execute("UPDATE ingests SET status = 'interrupted' WHERE id = ?", [row["id"]])
+            ctx.catalog.audit("ingest.interrupted", f"ingest:{row['id']}", {"pid": row["pid"]})
+
+
+def _open(source: Source, entry: SourceEntry) -> BinaryIO:
+    try:
+        return source.open(entry)
+    except (OSError, EOFError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SourceReadError(_("cannot open the file on the card: {reason}").format(reason=reason)) from exc
+
+
+def _copy(
+    ctx: Context, source: Source, entry: SourceEntry, progress: IngestProgress, known: dict[str, Any] | None
+) -> tuple[Digests, bool]:
+    """Copy one file into the store; returns its digests and whether a new object was written.
+
+    A file already catalogued for this device under this path and size is first
+    only hashed: when it still has the same content and its object is present,
+    nothing is written.
+    """
+    if known is not None and ctx.objects.exists(known["blake3"]):
+        with _open(source, entry) as raw:
+            digests = copy_and_hash(_GuardedReader(raw, entry.path), None, progress.advance)  # type: ignore[arg-type]
+        _check_complete(source, entry, digests)
+        if digests.blake3 == known["blake3"]:
+            return digests, False
+        progress.advance(-digests.size)
+    with _open(source, entry) as raw:
+        result: PutResult = ctx.objects.put(
+            _GuardedReader(raw, entry.path),  # type: ignore[arg-type]
+            progress.advance,
+            lambda d: _check_complete(source, entry, d),
+        )
+    return result.digests, result.created
+
+
+def _check_complete(source: Source, entry: SourceEntry, digests: Digests) -> None:
+    if digests.size != entry.size:
+        raise SourceReadError(
+            _("read {got} bytes but the card lists {want}: the file changed or the card was removed").format(
+                got=digests.size, want=entry.size
+            )
+        )
+    reason = source.recheck(entry)
+    if reason:
+        raise SourceReadError(reason)
+
+
+def _record(
+    ctx: Context,
+    report: IngestReport,
+    item: ItemResult,
+    digests: Digests,
+    info: MediaInfo | None,
+    entry: SourceEntry,
+) -> None:
+    """Commit one file's outcome: object row, clip row (when new) and audit entry, in one transaction."""
+    catalog = ctx.catalog
+    now = catalog.now()
+    with catalog.change() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO objects (blake3, sha256, size, stored_at) VALUES (?, ?, ?, ?)",
+            [digests.blake3, digests.sha256, digests.size, now],
+        )
+        existing = catalog.clip_by_key(report.device_serial, entry.path, digests.blake3)
+        if existing is not None:
+            item.clip_id, item.new_clip = existing["id"], False
+        else:
+            assert info is not None
+            clip = {
+                "blake3": digests.blake3,
+                "sha256": digests.sha256,
+                "size": digests.size,
+                "device_serial": report.device_serial,
+                "unregistered_device": 0 if report.registered else 1,
+                "ingest_id": report.ingest_id,
+                "original_path": entry.path,
+                "original_mtime": to_db(entry.mtime) if entry.mtime else None,
+                "media_kind": item.media_kind,
+                "container": info.container,
+                "codec": info.codec,
+                "recorded_start": to_db(info.start) if info.start else None,
+                "recorded_end": to_db(info.end) if info.end else None,
+                "duration_s": info.duration_s,
+                "time_source": info.time_source,
+                "probe_error": info.error,
+                "ingested_at": now,
+                "state": "stored",
+            }
+            item.clip_id = db["clips"].insert(clip).last_pk
+            item.new_clip = True
+        db["ingest_items"].insert(
+            {
+                "ingest_id": report.ingest_id,
+                "original_path": entry.path,
+                "size": digests.size,
+                "status": item.status,
+                "blake3": digests.blake3,
+                "sha256": digests.sha256,
+                "clip_id": item.clip_id,
+            }
+        )
+        details = {
+            "ingest": report.ingest_id,
+            "path": entry.path,
+            "blake3": digests.blake3,
+            "sha256": digests.sha256,
+            "size": digests.size,
+            "status": item.status,
+        }
+        if item.new_clip:
+            ctx.catalog.audit("clip.add", f"clip:{item.clip_id}", details, at=now)
+        else:
+            ctx.catalog.audit("ingest.duplicate", f"clip:{item.clip_id}", details, at=now)
+
+
+def _record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
+    with ctx.catalog.change() as db:
+        db["ingest_items"].insert(
+            {
+                "ingest_id": report.ingest_id,
+                "original_path": item.original_path,
+                "size": item.size,
+                "status": "failed",
+                "error": item.error,
+            }
+        )
+        ctx.catalog.audit(
+            "ingest.failed",
+            f"ingest:{report.ingest_id}",
+            {"path": item.original_path, "size": item.size, "error": item.error},
+        )
+
+
+def ingest(
+    ctx: Context,
+    source: Source,
+    device_serial: str,
+    *,
+    allow_unregistered: bool = False,
+    progress: IngestProgress | None = None,
+) -> IngestReport:
+    """Ingest every recording of ``source`` as coming from device ``device_serial``."""
+    progress = progress or NoProgress()
+    catalog = ctx.catalog
+    device = catalog.device(device_serial)
+    if device is None and not allow_unregistered:
+        # Art. 5, 16: recorders are for official use only; unknown devices are never mixed in silently.
+        raise DeviceNotRegistered(
+            _(
+                "device {serial} is not registered; register it first: "
+                "avlog device register {serial} --custodian NAME --unit UNIT"
+            ).format(serial=device_serial)
+        )
+    ctx.objects.clean_tmp()
+    _mark_interrupted(ctx)
+
+    started = ctx.clock()
+    report = IngestReport(
+        ingest_id=0,
+        device_serial=device_serial,
+        custodian=device["custodian"] if device else None,
+        registered=device is not None,
+        source=source.location,
+        source_kind=source.kind,
+        started_at=started,
+    )
+    plan = list(_plan(source, report))
+    with catalog.change() as db:
+        report.ingest_id = (
+            db["ingests"]
+            .insert(
+                {
+                    "started_at": to_db(started),
+                    "actor": ctx.actor,
+                    "host": ctx.host,
+                    "pid": os.getpid(),
+                    "device_serial": device_serial,
+                    "device_registered": int(device is not None),
+                    "custodian": report.custodian,
+                    "source": source.location,
+                    "source_kind": source.kind,
+                    "status": "running",
+                    "skipped": sum(report.skipped.values()),
+                }
+            )
+            .last_pk
+        )
+        catalog.audit(
+            "ingest.start",
+            f"ingest:{report.ingest_id}",
+            {
+                "device": device_serial,
+                "registered": device is not None,
+                "custodian": report.custodian,
+                "source": source.location,
+                "files": len(plan),
+                "skipped": report.skipped,
+            },
+        )
+
+    progress.begin(len(plan), sum(e.size for e, _k in plan))
+    new_clips: list[int] = []
+    for entry, kind in plan:
+        item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
+        report.items.append(item)
+        if report.aborted:
+            item.error = report.aborted
+            continue
+        progress.file(entry.path, entry.size)
+        try:
+            known = catalog.one(
+                "SELECT blake3 FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
+                "ORDER BY id DESC LIMIT 1",
+                [device_serial, entry.path, entry.size],
+            )
+            digests, created = _copy(ctx, source, entry, progress, known)
+            item.blake3, item.sha256 = digests.blake3, digests.sha256
+            item.status = "stored" if created else "duplicate"
+            info = None
+            if catalog.clip_by_key(device_serial, entry.path, digests.blake3) is None:
+                info = probe(ctx.objects.path(digests.blake3), entry.name, entry.mtime, ctx.settings.tz)
+                item.time_source, item.probe_error = info.time_source, info.error
+            _record(ctx, report, item, digests, info, entry)
+            if item.new_clip and item.clip_id is not None:
+                new_clips.append(item.clip_id)
+        except DiskFull as exc:
+            item.status, item.error = "failed", str(exc)
+            report.aborted = _("not ingested: the store's disk is full")
+            _try_record_failure(ctx, report, item)
+        except SourceReadError as exc:
+            item.status, item.error = "failed", str(exc)
+            _try_record_failure(ctx, report, item)
+        except OSError as exc:  # the card side is wrapped above: this is the store failing to write
+            item.status = "failed"
+            item.error = _("cannot write to the store: {reason}").format(reason=exc.strerror or exc)
+            report.aborted = _("not ingested: the store could not be written")
+            _try_record_failure(ctx, report, item)
+    progress.end()
+
+    report.finished_at = ctx.clock()
+    _finish(ctx, report, new_clips)
+    return report
+
+
+def _try_record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
+    try:
+        _record_failure(ctx, report, item)
+    except DiskFull:
+        report.aborted = report.aborted or _("not ingested: the store's disk is full")
+
+
+def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
+    catalog = ctx.catalog
+    assert report.finished_at is not None
+    fresh = set(new_clips)
+    clips = [
+        timeline.ClipTimes(
+            id=row["id"],
+            blake3=row["blake3"],
+            kind=row["media_kind"],
+            start=from_db(row["recorded_start"]),
+            end=from_db(row["recorded_end"]),
+        )
+        for row in catalog.clips(ingest_id=report.ingest_id)
+        if row["id"] in fresh
+    ]
+    report.findings = timeline.check(
+        clips, ingested_at=report.finished_at, settings=ctx.settings.ingest, tz=ctx.settings.tz
+    )
+    newest = max((c.end for c in clips if c.end is not None), default=None)
+    clock_notes = {
+        "host_time": to_db(report.finished_at),
+        "newest_clip_end": to_db(newest) if newest else None,
+        "host_minus_newest_s": round((report.finished_at - newest).total_seconds(), 1) if newest else None,
+    }
+    try:
+        with catalog.change() as db:
+            for f in report.findings:
+                db["findings"].insert(
+                    {
+                        "ingest_id": report.ingest_id,
+                        "device_serial": report.device_serial,
+                        "kind": f.kind,
+                        "clip_id": f.clip_id,
+                        "other_clip_id": f.other_clip_id,
+                        "seconds": f.seconds,
+                        "detail": json.dumps(f.detail, ensure_ascii=False) if f.detail else None,
+                    }
+                )
+            db.execute(
+                "UPDATE ingests SET finished_at = ?, status = ?, stored = ?, duplicates = ?, failed = ?, "
+                "bytes_stored = ?, clock_notes = ? WHERE id = ?",
+                [
+                    to_db(report.finished_at),
+                    report.status,
+                    report.stored,
+                    report.duplicates,
+                    report.failed,
+                    report.bytes_stored,
+                    json.dumps(clock_notes),
+                    report.ingest_id,
+                ],
+            )
+            counts: dict[str, int] = {}
+            for f in report.findings:
+                counts[f.kind] = counts.get(f.kind, 0) + 1
+            catalog.audit(
+                "ingest.finish",
+                f"ingest:{report.ingest_id}",
+                {
+                    "status": report.status,
+                    "stored": report.stored,
+                    "duplicates": report.duplicates,
+                    "failed": report.failed,
+                    "bytes_stored": report.bytes_stored,
+                    "findings": counts,
+                },
+            )
+    except DiskFull:
+        # The clips committed so far stand; the run stays "running" and the next run marks it interrupted.
+        report.aborted = report.aborted or _("not ingested: the store's disk is full")

@@ -1,0 +1,101 @@
+"""Pure checks over a device's clips: gaps, overlaps, implausible times, late handover.
+
+No I/O and no clock reads: the caller passes the clips, the ingest time and
+the settings, so the rules are tested on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from avlog.settings import IngestSettings
+
+CONTINUOUS_KINDS = frozenset({"video", "audio"})
+
+
+@dataclass(frozen=True)
+class ClipTimes:
+    id: int
+    blake3: str
+    kind: str
+    start: datetime | None
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # gap | overlap | future | implausibly_old | late_handover
+    clip_id: int
+    other_clip_id: int | None = None
+    seconds: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def continuity(clips: Sequence[ClipTimes], *, gap_tolerance_s: float, overlap_tolerance_s: float) -> list[Finding]:
+    """Gaps and overlaps between consecutive recordings of one device (Art. 14).
+
+    Photos are instants, not recordings of a stretch of time, and two names for
+    the same content are one recording; neither takes part.
+    """
+    timed = sorted(
+        (c for c in clips if c.kind in CONTINUOUS_KINDS and c.start is not None and c.end is not None),
+        key=lambda c: (c.start, c.id),
+    )
+    findings: list[Finding] = []
+    reach: ClipTimes | None = None  # the clip that recorded furthest so far
+    for clip in timed:
+        assert clip.start is not None and clip.end is not None
+        if reach is not None and reach.end is not None and clip.blake3 != reach.blake3:
+            pause = (clip.start - reach.end).total_seconds()
+            if pause > gap_tolerance_s:
+                findings.append(Finding("gap", clip.id, reach.id, pause))
+            elif -pause > overlap_tolerance_s:
+                findings.append(Finding("overlap", clip.id, reach.id, -pause))
+        if reach is None or reach.end is None or clip.end > reach.end:
+            reach = clip
+    return findings
+
+
+def plausibility(
+    clips: Sequence[ClipTimes], *, ingested_at: datetime, settings: IngestSettings, tz: tzinfo
+) -> list[Finding]:
+    """Clips dated in the future or implausibly long ago (a wrong clock, Art. 11), and late handover (Art. 18)."""
+    findings: list[Finding] = []
+    oldest_plausible = ingested_at - timedelta(days=settings.implausible_age_days)
+    latest_plausible = ingested_at + timedelta(seconds=settings.future_tolerance_s)
+    for clip in clips:
+        if clip.start is None:
+            continue
+        if clip.start > latest_plausible:
+            findings.append(Finding("future", clip.id, seconds=(clip.start - ingested_at).total_seconds()))
+            continue
+        if clip.start < oldest_plausible:
+            findings.append(Finding("implausibly_old", clip.id, seconds=(ingested_at - clip.start).total_seconds()))
+            continue
+        end = clip.end or clip.start
+        # Art. 18: handed over on the day of recording; within the deadline when work ran remote or late.
+        if end.astimezone(tz).date() < ingested_at.astimezone(tz).date():
+            hours = (ingested_at - end).total_seconds() / 3600
+            findings.append(
+                Finding(
+                    "late_handover",
+                    clip.id,
+                    seconds=hours * 3600,
+                    detail={
+                        "recording_day": end.astimezone(tz).date().isoformat(),
+                        "hours_after_end": round(hours, 1),
+                        "over_deadline": hours > settings.handover_deadline_hours,
+                    },
+                )
+            )
+    return findings
+
+
+def check(clips: Sequence[ClipTimes], *, ingested_at: datetime, settings: IngestSettings, tz: tzinfo) -> list[Finding]:
+    """All timeline findings for one device's newly ingested clips."""
+    return continuity(
+        clips, gap_tolerance_s=settings.gap_tolerance_s, overlap_tolerance_s=settings.overlap_tolerance_s
+    ) + plausibility(clips, ingested_at=ingested_at, settings=settings, tz=tz)

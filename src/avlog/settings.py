@@ -1,0 +1,154 @@
+"""``STORE/avlog.toml``: settings and policy, read into a validated :class:`Settings`."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from avlog.errors import SettingsError
+from avlog.i18n import _
+
+#: Art. 19: footage is kept at least six months. 183 days covers any six calendar months.
+RETENTION_FLOOR_DAYS = 183
+
+MEDIA_NAMES = ("cd", "dvd", "dvd-dl", "bd25", "bd50", "bd100")
+
+DEFAULT_TOML = """\
+# avlog store settings. Every line is optional; the value shown is the default.
+
+[store]
+# Time zone for camera timestamps that carry none, and for "same day" rules.
+timezone = "Asia/Shanghai"
+# Organisation named in reports and on discs.
+organisation = ""
+
+[ingest]
+# A pause between two consecutive clips of one device longer than this is
+# reported as a gap (Art. 14: no intermittent recording without reason).
+gap_tolerance_s = 10
+# Clips of one device that overlap by more than this are reported.
+overlap_tolerance_s = 2
+# A clip that starts more than this after the host's clock is "in the future".
+future_tolerance_s = 300
+# A clip recorded longer ago than this is "implausibly old" (a reset clock, Art. 11).
+implausible_age_days = 365
+# Art. 18: footage is handed over the same day; in remote or continuous work
+# within this many hours of the end of the recording.
+handover_deadline_hours = 24
+
+[retention]
+# Art. 19: ordinary footage is kept at least 183 days (six months) from the end
+# of its recording. A smaller value is refused.
+min_days = 183
+# Days a clip stays "due" before a sweep purges it; it can still be rescued then.
+grace_days = 7
+# Verified discs a flagged clip must be on before its store copy may go (Art. 20).
+disc_copies = 2
+
+[discs]
+# Default disc media for burn-iso: cd, dvd, dvd-dl, bd25, bd50 or bd100.
+default_media = "bd25"
+"""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    gap_tolerance_s: float = 10.0
+    overlap_tolerance_s: float = 2.0
+    future_tolerance_s: float = 300.0
+    implausible_age_days: int = 365
+    handover_deadline_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    min_days: int = RETENTION_FLOOR_DAYS
+    grace_days: int = 7
+    disc_copies: int = 2
+
+
+@dataclass(frozen=True)
+class Settings:
+    timezone: str = "Asia/Shanghai"
+    organisation: str = ""
+    ingest: IngestSettings = IngestSettings()
+    retention: RetentionSettings = RetentionSettings()
+    default_media: str = "bd25"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _number(section: dict[str, Any], key: str, default: float, where: str, *, minimum: float = 0) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise SettingsError(
+            _("{where}.{key} must be a number of at least {minimum}, not {value!r}").format(
+                where=where, key=key, minimum=minimum, value=value
+            )
+        )
+    return value
+
+
+def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings:
+    """Validate the parsed TOML ``data``; raise :class:`SettingsError` naming the first bad value."""
+    store = data.get("store", {})
+    ingest = data.get("ingest", {})
+    retention = data.get("retention", {})
+    discs = data.get("discs", {})
+    timezone = store.get("timezone", "Asia/Shanghai")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        raise SettingsError(_("{source}: unknown time zone {tz!r}").format(source=source, tz=timezone)) from exc
+    min_days = int(_number(retention, "min_days", RETENTION_FLOOR_DAYS, "retention"))
+    if min_days < RETENTION_FLOOR_DAYS:
+        # Art. 19: a policy that would purge footage younger than six months is refused outright.
+        raise SettingsError(
+            _(
+                "{source}: retention.min_days = {days} is below the legal minimum of {floor} days (six months, Art. 19)"
+            ).format(source=source, days=min_days, floor=RETENTION_FLOOR_DAYS)
+        )
+    media = discs.get("default_media", "bd25")
+    if media not in MEDIA_NAMES:
+        raise SettingsError(
+            _("{source}: discs.default_media must be one of {names}, not {value!r}").format(
+                source=source, names=", ".join(MEDIA_NAMES), value=media
+            )
+        )
+    return Settings(
+        timezone=timezone,
+        organisation=str(store.get("organisation", "")),
+        ingest=IngestSettings(
+            gap_tolerance_s=_number(ingest, "gap_tolerance_s", 10, "ingest"),
+            overlap_tolerance_s=_number(ingest, "overlap_tolerance_s", 2, "ingest"),
+            future_tolerance_s=_number(ingest, "future_tolerance_s", 300, "ingest"),
+            implausible_age_days=int(_number(ingest, "implausible_age_days", 365, "ingest", minimum=1)),
+            handover_deadline_hours=_number(ingest, "handover_deadline_hours", 24, "ingest", minimum=1),
+        ),
+        retention=RetentionSettings(
+            min_days=min_days,
+            grace_days=int(_number(retention, "grace_days", 7, "retention")),
+            disc_copies=int(_number(retention, "disc_copies", 2, "retention", minimum=1)),
+        ),
+        default_media=media,
+    )
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate ``path``; a missing file means the defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Settings()
+    except OSError as exc:
+        raise SettingsError(_("cannot read {path}: {reason}").format(path=path, reason=exc.strerror)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(_("{path} is not valid TOML: {reason}").format(path=path, reason=exc)) from exc
+    return parse_settings(data, str(path))

@@ -1,0 +1,222 @@
+"""The catalog: SQLite (WAL, foreign keys) through sqlite-utils, with typed queries.
+
+Every change runs in one ``BEGIN IMMEDIATE`` transaction together with its
+audit entry (:meth:`Catalog.change`), so a change and its record commit or
+vanish together, and two processes never fork the audit chain.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from avlog.errors import DiskFull, NotFound, StoreError, UsageError
+from avlog.i18n import _
+from avlog.store import audit
+from avlog.store.migrations import migrate
+from avlog.timefmt import to_db
+
+Row = dict[str, Any]
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    return "disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+
+
+class Catalog:
+    def __init__(self, path: Path, *, actor: str, clock: Callable[[], datetime]):
+        self.path = path
+        self.actor = actor
+        self.clock = clock
+        try:
+            conn = sqlite3.connect(path, timeout=30)
+            self.db = Database(conn)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            self.db.enable_wal()
+            # WAL with synchronous=FULL: a committed change survives a power cut.
+            self.db.execute("PRAGMA synchronous = FULL")
+            migrate(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_("cannot open the catalog {path}: {reason}").format(path=path, reason=exc)) from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def now(self) -> str:
+        return to_db(self.clock())
+
+    @contextmanager
+    def change(self) -> Iterator[Database]:
+        """One write transaction; commits on success, rolls back on any exception."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(_("the catalog is busy or locked: {reason}").format(reason=exc)) from exc
+        try:
+            yield self.db
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            if self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
+                raise DiskFull(_("the store's disk is full ({path})").format(path=self.path.parent)) from exc
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise DiskFull(_("the store's disk is full ({path})").format(path=self.path.parent)) from exc
+            raise
+
+    def audit(self, action: str, subject: str, details: dict[str, Any], *, at: str | None = None) -> int:
+        return audit.append(
+            self.db, at=at or self.now(), actor=self.actor, action=action, subject=subject, details=details
+        )
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[Row]:
+        return list(self.db.query(sql, params or []))
+
+    def one(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    # -- devices (Art. 6, 10) -------------------------------------------------------------------
+
+    def register_device(self, serial: str, *, custodian: str, unit: str, kind: str, label: str | None) -> Row:
+        with self.change():
+            if self.device(serial) is not None:
+                raise UsageError(_("device {serial} is registered already").format(serial=serial))
+            row = {
+                "serial": serial,
+                "custodian": custodian,
+                "unit": unit,
+                "kind": kind,
+                "label": label,
+                "registered_at": self.now(),
+                "registered_by": self.actor,
+            }
+            self.db["devices"].insert(row)
+            self.audit(
+                "device.register", f"device:{serial}", {k: row[k] for k in ("custodian", "unit", "kind", "label")}
+            )
+        device = self.device(serial)
+        assert device is not None
+        return device
+
+    def device(self, serial: str) -> Row | None:
+        return self.one("SELECT * FROM devices WHERE serial = ?", [serial])
+
+    def devices(self) -> list[Row]:
+        return self.query(
+            "SELECT d.*, (SELECT COUNT(*) FROM clips c WHERE c.device_serial = d.serial) AS clips, "
+            "(SELECT MAX(started_at) FROM ingests i WHERE i.device_serial = d.serial) AS last_ingest "
+            "FROM devices d ORDER BY d.serial"
+        )
+
+    # -- clips ----------------------------------------------------------------------------------
+
+    def clip_by_key(self, device_serial: str, original_path: str, blake3: str) -> Row | None:
+        return self.one(
+            "SELECT * FROM clips WHERE device_serial = ? AND original_path = ? AND blake3 = ?",
+            [device_serial, original_path, blake3],
+        )
+
+    def resolve_clip(self, ref: str) -> Row:
+        """A clip by catalog id, or by a unique BLAKE3 prefix of at least 8 hex digits."""
+        ref = ref.strip().lower()
+        if ref.isdigit() and len(ref) < 8:
+            row = self.one("SELECT * FROM clips WHERE id = ?", [int(ref)])
+            if row is None:
+                raise NotFound(_("no clip with id {ref}").format(ref=ref))
+            return row
+        if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):
+            raise UsageError(
+                _("{ref!r} is neither a clip id nor a BLAKE3 prefix of at least 8 hex digits").format(ref=ref)
+            )
+        rows = self.query("SELECT * FROM clips WHERE blake3 >= ? AND blake3 < ? ORDER BY id", [ref, ref + "g"])
+        if not rows:
+            if ref.isdigit():
+                row = self.one("SELECT * FROM clips WHERE id = ?", [int(ref)])
+                if row is not None:
+                    return row
+            raise NotFound(_("no clip whose BLAKE3 starts with {ref}").format(ref=ref))
+        if len({r["blake3"] for r in rows}) > 1:
+            raise UsageError(_("{ref} matches {n} different contents; give more digits").format(ref=ref, n=len(rows)))
+        if len(rows) > 1:
+            ids = ", ".join(str(r["id"]) for r in rows)
+            raise UsageError(
+                _("{ref} is the content of several clips ({ids}); name one by its id").format(ref=ref, ids=ids)
+            )
+        return rows[0]
+
+    def clips(
+        self,
+        *,
+        device: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        ingest_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[Row]:
+        """Clips in recording order; ``since``/``until`` compare with the recording's start (catalog times)."""
+        where, params = [], []
+        if device is not None:
+            where.append("device_serial = ?")
+            params.append(device)
+        if since is not None:
+            where.append("COALESCE(recorded_start, ingested_at) >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("COALESCE(recorded_start, ingested_at) < ?")
+            params.append(until)
+        if ingest_id is not None:
+            where.append("ingest_id = ?")
+            params.append(ingest_id)
+        sql = "SELECT * FROM clips"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY device_serial, COALESCE(recorded_start, ingested_at), id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self.query(sql, params)
+
+    def audit_trail(self, subjects: list[str]) -> list[Row]:
+        marks = ",".join("?" for _ in subjects)
+        return self.query(f"SELECT * FROM audit WHERE subject IN ({marks}) ORDER BY seq", list(subjects))
+
+    def findings(self, *, ingest_id: int | None = None, clip_id: int | None = None) -> list[Row]:
+        if clip_id is not None:
+            return self.query(
+                "SELECT * FROM findings WHERE clip_id = ? OR other_clip_id = ? ORDER BY id", [clip_id, clip_id]
+            )
+        return self.query("SELECT * FROM findings WHERE ingest_id = ? ORDER BY id", [ingest_id])
+
+    # -- objects --------------------------------------------------------------------------------
+
+    def live_objects(self) -> list[Row]:
+        """Objects that some stored (not purged) clip still needs."""
+        return self.query(
+            "SELECT o.* FROM objects o WHERE EXISTS "
+            "(SELECT 1 FROM clips c WHERE c.blake3 = o.blake3 AND c.state = 'stored') ORDER BY o.blake3"
+        )
+
+    def record_verification(self, results: dict[str, str | None], summary: dict[str, Any]) -> None:
+        at = self.now()
+        with self.change():
+            for blake3, problem in results.items():
+                self.db.execute(
+                    "UPDATE objects SET last_verified_at = ?, last_verify_result = ? WHERE blake3 = ?",
+                    [at, problem or "ok", blake3],
+                )
+            self.audit("store.verify", "store", summary, at=at)
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None

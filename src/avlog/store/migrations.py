@@ -1,0 +1,206 @@
+"""Named, transactional, recorded schema steps for the catalog.
+
+Each step runs inside one transaction together with the row that records it
+in ``_migrations``; ``PRAGMA user_version`` mirrors the number applied. A step
+is never edited once released: a change is a new step appended to ``STEPS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlite_utils import Database
+
+
+def _initial(db: Database) -> None:
+    db["devices"].create(
+        {
+            "id": int,
+            "serial": str,
+            "custodian": str,
+            "unit": str,
+            "kind": str,
+            "label": str,
+            "registered_at": str,
+            "registered_by": str,
+        },
+        pk="id",
+        not_null={"serial", "custodian", "unit", "kind", "registered_at", "registered_by"},
+    )
+    db["devices"].create_index(["serial"], unique=True)
+    db["ingests"].create(
+        {
+            "id": int,
+            "started_at": str,
+            "finished_at": str,
+            "actor": str,
+            "host": str,
+            "pid": int,
+            "device_serial": str,
+            "device_registered": int,
+            "custodian": str,
+            "source": str,
+            "source_kind": str,
+            "status": str,  # running | done | partial | failed | interrupted
+            "stored": int,
+            "duplicates": int,
+            "failed": int,
+            "skipped": int,
+            "bytes_stored": int,
+            "clock_notes": str,  # JSON
+        },
+        pk="id",
+        not_null={"started_at", "actor", "host", "device_serial", "source", "source_kind", "status"},
+        defaults={"stored": 0, "duplicates": 0, "failed": 0, "skipped": 0, "bytes_stored": 0},
+    )
+    db["objects"].create(
+        {
+            "blake3": str,
+            "sha256": str,
+            "size": int,
+            "stored_at": str,
+            "last_verified_at": str,
+            "last_verify_result": str,
+        },
+        pk="blake3",
+        not_null={"sha256", "size", "stored_at"},
+    )
+    db["clips"].create(
+        {
+            "id": int,
+            "blake3": str,
+            "sha256": str,
+            "size": int,
+            "device_serial": str,
+            "unregistered_device": int,
+            "ingest_id": int,
+            "original_path": str,
+            "original_mtime": str,
+            "media_kind": str,  # video | audio | photo
+            "container": str,
+            "codec": str,
+            "recorded_start": str,
+            "recorded_end": str,
+            "duration_s": float,
+            "time_source": str,  # container | filename | mtime
+            "probe_error": str,
+            "ingested_at": str,
+            "state": str,  # stored | purged
+        },
+        pk="id",
+        not_null={
+            "blake3",
+            "sha256",
+            "size",
+            "device_serial",
+            "ingest_id",
+            "original_path",
+            "media_kind",
+            "ingested_at",
+            "state",
+        },
+        defaults={"state": "stored", "unregistered_device": 0},
+        foreign_keys=[("blake3", "objects", "blake3"), ("ingest_id", "ingests", "id")],
+    )
+    db["clips"].create_index(["device_serial", "original_path", "blake3"], unique=True)
+    db["clips"].create_index(["device_serial", "recorded_start"])
+    db["clips"].create_index(["recorded_start"])
+    db["clips"].create_index(["blake3"])
+    db["ingest_items"].create(
+        {
+            "id": int,
+            "ingest_id": int,
+            "original_path": str,
+            "size": int,
+            "status": str,  # stored | duplicate | failed
+            "error": str,
+            "blake3": str,
+            "sha256": str,
+            "clip_id": int,
+        },
+        pk="id",
+        not_null={"ingest_id", "original_path", "status"},
+        foreign_keys=[("ingest_id", "ingests", "id"), ("clip_id", "clips", "id")],
+    )
+    db["ingest_items"].create_index(["ingest_id"])
+    db["findings"].create(
+        {
+            "id": int,
+            "ingest_id": int,
+            "device_serial": str,
+            "kind": str,  # gap | overlap | future | implausibly_old | late_handover
+            "clip_id": int,
+            "other_clip_id": int,
+            "seconds": float,
+            "detail": str,
+        },
+        pk="id",
+        not_null={"ingest_id", "device_serial", "kind"},
+        foreign_keys=[("ingest_id", "ingests", "id"), ("clip_id", "clips", "id")],
+    )
+    db["findings"].create_index(["ingest_id"])
+    db["findings"].create_index(["clip_id"])
+    db["audit"].create(
+        {
+            "seq": int,
+            "at": str,
+            "actor": str,
+            "action": str,
+            "subject": str,
+            "details": str,  # canonical JSON
+            "prev_hash": str,
+            "hash": str,
+        },
+        pk="seq",
+        not_null={"at", "actor", "action", "subject", "details", "prev_hash", "hash"},
+    )
+    db["audit"].create_index(["hash"], unique=True)
+    db["audit"].create_index(["prev_hash"], unique=True)
+    db["audit"].create_index(["subject"])
+    # Guard rails: the log is append-only through SQLite. The hash chain is what proves it.
+    db.execute(
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+    )
+
+
+#: (name, step) in the order they apply. Append only.
+STEPS: list[tuple[str, Callable[[Database], None]]] = [
+    ("0001_initial", _initial),
+]
+
+
+def migrate(db: Database) -> list[str]:
+    """Apply every step not yet recorded; return the names applied now."""
+    if "_migrations" not in db.table_names():
+        with db.atomic():
+            db["_migrations"].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
+    done = {row["name"] for row in db["_migrations"].rows}
+    applied = []
+    for number, (name, step) in enumerate(STEPS, start=1):
+        if name in done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the lock.
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                db.execute("COMMIT")
+                continue
+            step(db)
+            db["_migrations"].insert({"name": name, "applied_at": datetime.now(UTC).isoformat()})
+            db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def schema_version(db: Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])

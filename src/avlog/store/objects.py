@@ -1,0 +1,172 @@
+"""Content-addressed object files: ``objects/ab/<blake3 hex>``, read-only, complete, proven.
+
+A write goes to ``tmp/`` on the same filesystem, is fsynced, read back from
+disk and re-hashed, made read-only, renamed into place, and the folder is
+fsynced. A crash at any point leaves either no object or a complete, verified
+one; leftovers in ``tmp/`` are never read as data and are swept away later.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from avlog.errors import DiskFull, IntegrityError, StoreError
+from avlog.i18n import _
+from avlog.store.hashing import Digests, ProgressFn, blake3_of_file, copy_and_hash
+
+HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CopyNotProven(IntegrityError):
+    """The bytes read back from the written copy do not hash to what was read from the source."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    digests: Digests
+    created: bool  # False when the store already held this content
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ObjectStore:
+    def __init__(self, root: Path):
+        self.root = root
+        self.objects = root / "objects"
+        self.tmp = root / "tmp"
+
+    def path(self, hexdigest: str) -> Path:
+        return self.objects / hexdigest[:2] / hexdigest
+
+    def exists(self, hexdigest: str) -> bool:
+        return self.path(hexdigest).is_file()
+
+    def open(self, hexdigest: str) -> BinaryIO:
+        return open(self.path(hexdigest), "rb")
+
+    def iter_hexdigests(self) -> Iterator[str]:
+        """Every object file's name, whatever the catalog says."""
+        if not self.objects.is_dir():
+            return
+        for sub in sorted(self.objects.iterdir()):
+            if sub.is_dir() and len(sub.name) == 2:
+                for f in sorted(sub.iterdir()):
+                    if HEX_RE.match(f.name) and f.name[:2] == sub.name:
+                        yield f.name
+
+    def clean_tmp(self) -> int:
+        """Remove partial writes left by processes that are gone (a crash, a kill). Returns how many."""
+        removed = 0
+        if not self.tmp.is_dir():
+            return 0
+        for f in self.tmp.iterdir():
+            pid_text = f.name.split("-", 1)[0]
+            if f.suffix == ".part" and pid_text.isdigit() and _pid_alive(int(pid_text)):
+                continue
+            if f.suffix == ".part" or f.name.startswith("stale-"):
+                f.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def put(
+        self,
+        reader: BinaryIO,
+        progress: ProgressFn | None = None,
+        validate: Callable[[Digests], None] | None = None,
+    ) -> PutResult:
+        """Copy ``reader`` into the store, proving the copy; idempotent for the same content.
+
+        ``validate`` sees the digests before anything is installed; if it raises,
+        the partial copy is removed and nothing enters ``objects/``.
+        """
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.tmp / f"{os.getpid()}-{secrets.token_hex(8)}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                digests = copy_and_hash(reader, fd, progress)
+                if validate is not None:
+                    validate(digests)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # The copy is proved, not assumed: read it back from the disk and re-hash it.
+            proof, proof_size = blake3_of_file(tmp, from_disk=True)
+            if proof != digests.blake3 or proof_size != digests.size:
+                raise CopyNotProven(
+                    _("the copy written to {path} does not match the source (BLAKE3 {got} != {want})").format(
+                        path=tmp, got=proof[:16], want=digests.blake3[:16]
+                    )
+                )
+            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            created = self._install(tmp, digests)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(
+                    _("the store's disk is full ({path}); free space and run again").format(path=self.root)
+                ) from exc
+            raise
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return PutResult(digests=digests, created=created)
+
+    def _install(self, tmp: Path, digests: Digests) -> bool:
+        dest = self.path(digests.blake3)
+        if dest.is_file() and dest.stat().st_size == digests.size:
+            tmp.unlink()
+            return False
+        parent = dest.parent
+        if not parent.is_dir():
+            parent.mkdir(parents=True, exist_ok=True)
+            fsync_dir(parent.parent)
+        # Replaces a damaged object of the wrong size (found by verify) with the proven copy.
+        os.replace(tmp, dest)
+        fsync_dir(parent)
+        return True
+
+    def remove(self, hexdigest: str) -> None:
+        """Delete one object durably (used only by the retention sweep)."""
+        path = self.path(hexdigest)
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+    def check(self, hexdigest: str, expected_size: int | None = None) -> str | None:
+        """Re-hash one object: ``None`` when sound, else ``"missing"`` or ``"mismatch"``."""
+        path = self.path(hexdigest)
+        try:
+            actual, size = blake3_of_file(path, from_disk=True)
+        except FileNotFoundError:
+            return "missing"
+        except IsADirectoryError:
+            return "mismatch"
+        except PermissionError as exc:
+            raise StoreError(_("cannot read {path}: permission denied").format(path=path)) from exc
+        if actual != hexdigest or (expected_size is not None and size != expected_size):
+            return "mismatch"
+        return None

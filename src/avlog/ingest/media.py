@@ -163,7 +163,9 @@ def probe(path: Path, original_name: str, mtime: datetime | None, tz: tzinfo) ->
             for stream in list(media.streams.video) + list(media.streams.audio):
                 codec = codec or stream.codec_context.name
                 created = created or stream.metadata.get("creation_time")
-    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
+    except av.FFmpegError as exc:
+        error = exc.strerror or type(exc).__name__  # without the store path ffmpeg appends
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         error = str(exc) or type(exc).__name__
     if container == "image2":  # a still photo has no duration of its own
         duration = None

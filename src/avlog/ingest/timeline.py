@@ -35,15 +35,22 @@ class Finding:
 
 
 def continuity(clips: Sequence[ClipTimes], *, gap_tolerance_s: float, overlap_tolerance_s: float) -> list[Finding]:
-    """Gaps and overlaps between consecutive recordings of one device (Art. 14).
+    """Gaps and overlaps between consecutive recordings of one device (Art. 14), per kind.
 
     Photos are instants, not recordings of a stretch of time, and two names for
     the same content are one recording; neither takes part.
     """
-    timed = sorted(
-        (c for c in clips if c.kind in CONTINUOUS_KINDS and c.start is not None and c.end is not None),
-        key=lambda c: (c.start, c.id),
-    )
+    findings: list[Finding] = []
+    for kind in sorted(CONTINUOUS_KINDS):  # a camera's video and a recorder's audio are separate streams
+        timed = sorted(
+            (c for c in clips if c.kind == kind and c.start is not None and c.end is not None),
+            key=lambda c: (c.start, c.id),
+        )
+        findings.extend(_continuity_of(timed, gap_tolerance_s, overlap_tolerance_s))
+    return findings
+
+
+def _continuity_of(timed: list[ClipTimes], gap_tolerance_s: float, overlap_tolerance_s: float) -> list[Finding]:
     findings: list[Finding] = []
     reach: ClipTimes | None = None  # the clip that recorded furthest so far
     for clip in timed:

@@ -1,0 +1,591 @@
+"""The command line: parse, call one core function, render. Errors become one line and an exit code here."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from avlog import __version__
+from avlog.context import Context, default_store_path, init_store, open_context
+from avlog.errors import AvlogError, IntegrityError, PartialFailure, StoreError
+from avlog.i18n import _
+
+DEVICE_KINDS = ("bodycam", "camera", "audio", "terminal", "fixed")
+
+
+class AvlogGroup(TyperGroup):
+    """Turns every :class:`AvlogError` into one line on stderr and SPEC.md's exit code, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from avlog import render
+
+        try:
+            return super().invoke(ctx)
+        except AvlogError as exc:
+            render.err.print(f"avlog: {exc}", style="bold red", soft_wrap=True, markup=False)
+            raise SystemExit(exc.exit_code) from None
+        except sqlite3.DatabaseError as exc:
+            render.err.print(
+                "avlog: " + _("the catalog cannot be used: {reason}").format(reason=exc), style="bold red", markup=False
+            )
+            raise SystemExit(1) from None
+        except KeyboardInterrupt:
+            render.err.print("avlog: " + _("interrupted"), style="bold red")
+            raise SystemExit(130) from None
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("AVLOG_DEBUG"):
+                raise
+            render.err.print(
+                "avlog: "
+                + _("internal error: {kind}: {reason} (run again with AVLOG_DEBUG=1 for details)").format(
+                    kind=type(exc).__name__, reason=exc
+                ),
+                style="bold red",
+                markup=False,
+            )
+            raise SystemExit(1) from None
+
+
+def _examples(*lines: str) -> str:
+    return _("Examples:") + "\n\n" + "\n\n".join(f"  {line}" for line in lines)
+
+
+app = typer.Typer(
+    cls=AvlogGroup,
+    help=_("avlog: verified ingest and long-term keeping of law-enforcement audio-video recordings."),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    epilog=_examples("avlog init", "avlog device register BC-0001 --custodian 张三 --unit 一中队", "avlog demo"),
+)
+device_app = typer.Typer(cls=AvlogGroup, help=_("Register and list recorders (Art. 6, 10)."), no_args_is_help=True)
+audit_app = typer.Typer(cls=AvlogGroup, help=_("Read and check the tamper-evident audit log."), no_args_is_help=True)
+app.add_typer(device_app, name="device")
+app.add_typer(audit_app, name="audit")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help=_("Print one JSON document on stdout instead of tables."))]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"avlog {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store",
+            help=_("The store folder (default: $AVLOG_STORE, else the user data folder)."),
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help=_("Show the version and exit."))
+    ] = False,
+) -> None:
+    ctx.obj = {"store": store}
+
+
+def _store_path(ctx: typer.Context) -> Path:
+    root = ctx.find_root().obj or {}
+    return (root.get("store") or default_store_path()).expanduser()
+
+
+def _open(ctx: typer.Context) -> Context:
+    return open_context(_store_path(ctx))
+
+
+# -- init -------------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_("Create a store (folders, settings file, catalog); running it again changes nothing."),
+    epilog=_examples("avlog init", "avlog --store /srv/avlog init"),
+)
+def init(ctx: typer.Context) -> None:
+    from avlog import render
+
+    root = _store_path(ctx)
+    created = init_store(root)
+    message = _("Created the store at {path}") if created else _("The store at {path} exists already")
+    render.err.print(message.format(path=root))
+
+
+# -- devices ----------------------------------------------------------------------------------------
+
+
+@device_app.command(
+    "register",
+    help=_("Register a recorder with its custodian and unit (Art. 6, 10)."),
+    epilog=_examples("avlog device register BC-0001 --custodian 张三 --unit 一中队 --kind bodycam --label 'DSJ-V8 #1'"),
+)
+def device_register(
+    ctx: typer.Context,
+    serial: Annotated[str, typer.Argument(help=_("The recorder's serial number."))],
+    custodian: Annotated[str, typer.Option(help=_("The person responsible for the device (Art. 10)."))],
+    unit: Annotated[str, typer.Option(help=_("The unit that equips the device (Art. 6)."))],
+    kind: Annotated[str, typer.Option(help=_("bodycam, camera, audio, terminal or fixed."))] = "bodycam",
+    label: Annotated[str | None, typer.Option(help=_("A free label, e.g. the model."))] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+
+    if kind not in DEVICE_KINDS:
+        raise click.BadParameter(_("must be one of {kinds}").format(kinds=", ".join(DEVICE_KINDS)), param_hint="--kind")
+    if not serial.strip() or not custodian.strip() or not unit.strip():
+        raise click.BadParameter(_("serial, custodian and unit may not be empty"))
+    with _closing(_open(ctx)) as c:
+        row = c.catalog.register_device(
+            serial.strip(), custodian=custodian.strip(), unit=unit.strip(), kind=kind, label=label
+        )
+        if as_json:
+            render.emit_json(_device_json(row, c))
+        else:
+            render.err.print(_("Registered {serial} ({kind}) for {custodian}, {unit}").format(**row))
+
+
+def _device_json(row: dict[str, Any], c: Context) -> dict[str, Any]:
+    from avlog.timefmt import show
+
+    return {
+        "serial": row["serial"],
+        "custodian": row["custodian"],
+        "unit": row["unit"],
+        "kind": row["kind"],
+        "label": row["label"],
+        "registered_at": show(row["registered_at"], c.settings.tz),
+        "registered_by": row["registered_by"],
+        "clips": row.get("clips", 0),
+        "last_ingest": show(row.get("last_ingest"), c.settings.tz),
+    }
+
+
+@device_app.command(
+    "list", help=_("List registered recorders."), epilog=_examples("avlog device list", "avlog device list --json")
+)
+def device_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    from rich.table import Table
+
+    from avlog import render
+
+    with _closing(_open(ctx)) as c:
+        devices = [_device_json(row, c) for row in c.catalog.devices()]
+    if as_json:
+        render.emit_json({"devices": devices})
+        return
+    if not devices:
+        render.err.print(_("No devices registered yet: avlog device register SERIAL --custodian NAME --unit UNIT"))
+        return
+    table = Table()
+    for header in (_("serial"), _("kind"), _("custodian"), _("unit"), _("label"), _("clips"), _("last ingest")):
+        table.add_column(header)
+    for d in devices:
+        table.add_row(
+            d["serial"],
+            d["kind"],
+            d["custodian"],
+            d["unit"],
+            d["label"] or "",
+            str(d["clips"]),
+            d["last_ingest"] or "-",
+        )
+    render.out.print(table)
+
+
+# -- ingest -----------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_(
+        "Copy, hash (BLAKE3 + SHA-256) and prove every recording of a card into the store. "
+        "Each file is copied to tmp/, read back from disk and re-hashed before it enters objects/."
+    ),
+    epilog=_examples(
+        "avlog ingest --from /media/card --device-serial BC-0001",
+        "avlog ingest --from card.img --device-serial BC-0001 --json",
+    ),
+)
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help=_("A folder, or a raw FAT32/exFAT card image or block device (read-only)."),
+            show_default=False,
+        ),
+    ] = None,
+    device_serial: Annotated[
+        str | None, typer.Option(help=_("The registered device the card comes from."), show_default=False)
+    ] = None,
+    allow_unregistered: Annotated[
+        bool, typer.Option(help=_("Store clips of an unregistered device, marked as such (Art. 5, 16)."))
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.ingest.pipeline import ingest as run_ingest
+    from avlog.ingest.sources import open_source
+
+    if source is None or device_serial is None:
+        raise click.UsageError(_("give the card with --from PATH and its device with --device-serial SERIAL"))
+    with _closing(_open(ctx)) as c:
+        src = open_source(source, c.settings.tz)
+        try:
+            report = run_ingest(
+                c,
+                src,
+                device_serial,
+                allow_unregistered=allow_unregistered,
+                progress=None if as_json else render.RichIngestProgress(),
+            )
+        finally:
+            src.close()
+        if as_json:
+            render.emit_json(render.ingest_json(report, c.settings.tz))
+        else:
+            render.print_ingest(report, c.catalog, c.settings.tz)
+    _ingest_exit(report)
+
+
+def _ingest_exit(report: Any) -> None:
+    from avlog import render
+
+    if not report.items and not report.aborted:
+        render.err.print(_("No recordings found in {source}").format(source=report.source), style="yellow")
+        return
+    if report.failed == 0:
+        return
+    names = "; ".join(f"{i.original_path}: {i.error}" for i in report.items if i.status == "failed")
+    if report.stored + report.duplicates == 0:
+        raise StoreError(_("no clip could be ingested: {names}").format(names=names))
+    raise PartialFailure(
+        _("{failed} of {total} files failed: {names}").format(
+            failed=report.failed, total=len(report.items), names=names
+        )
+    )
+
+
+# -- ls / show --------------------------------------------------------------------------------------
+
+
+@app.command(
+    "ls",
+    help=_("List clips in recording order."),
+    epilog=_examples("avlog ls --device BC-0001 --since 2026-11-26 --until 2026-11-27", "avlog ls --json"),
+)
+def ls(
+    ctx: typer.Context,
+    device: Annotated[str | None, typer.Option(help=_("Only this device's clips."), show_default=False)] = None,
+    since: Annotated[
+        str | None, typer.Option(help=_("Recorded at or after this time (ISO 8601)."), show_default=False)
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help=_("Recorded before this time (ISO 8601)."), show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.timefmt import parse_user_time, to_db
+
+    with _closing(_open(ctx)) as c:
+        tz = c.settings.tz
+        rows = c.catalog.clips(
+            device=device,
+            since=to_db(parse_user_time(since, tz)) if since else None,
+            until=to_db(parse_user_time(until, tz)) if until else None,
+        )
+        custodians = {d["serial"]: d["custodian"] for d in c.catalog.devices()}
+        if as_json:
+            render.emit_json({"clips": [render.clip_json(r, tz, custodians.get(r["device_serial"])) for r in rows]})
+        elif rows:
+            render.out.print(render.clips_table(rows, tz))
+        else:
+            render.err.print(_("No clips match."))
+
+
+@app.command(
+    help=_("Show one clip: where it came from, its hashes, its times, findings and its audit trail."),
+    epilog=_examples("avlog show 12", "avlog show 3f9a01c2 --json"),
+)
+def show(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help=_("A clip id, or a BLAKE3 prefix of at least 8 hex digits."))],
+    as_json: JsonOpt = False,
+) -> None:
+    from rich.table import Table
+
+    from avlog import render
+    from avlog.store.catalog import loads
+    from avlog.timefmt import show as show_time
+
+    with _closing(_open(ctx)) as c:
+        tz = c.settings.tz
+        row = c.catalog.resolve_clip(clip)
+        device = c.catalog.device(row["device_serial"])
+        data = render.clip_json(row, tz, device["custodian"] if device else None)
+        data["object_path"] = str(c.objects.path(row["blake3"]))
+        findings = c.catalog.findings(clip_id=row["id"])
+        data["findings"] = [
+            {
+                "kind": f["kind"],
+                "clip_id": f["clip_id"],
+                "other_clip_id": f["other_clip_id"],
+                "seconds": f["seconds"],
+                "detail": loads(f["detail"]),
+            }
+            for f in findings
+        ]
+        trail = c.catalog.audit_trail([f"clip:{row['id']}"])
+        data["audit"] = [
+            {
+                "seq": a["seq"],
+                "at": show_time(a["at"], tz),
+                "actor": a["actor"],
+                "action": a["action"],
+                "details": loads(a["details"]),
+            }
+            for a in trail
+        ]
+        if as_json:
+            render.emit_json(data)
+            return
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        for key in (
+            "id",
+            "device_serial",
+            "custodian",
+            "original_path",
+            "media_kind",
+            "codec",
+            "recorded_start",
+            "recorded_end",
+            "duration_s",
+            "time_source",
+            "probe_error",
+            "size",
+            "blake3",
+            "sha256",
+            "ingest_id",
+            "ingested_at",
+            "state",
+            "object_path",
+        ):
+            value = data[key]
+            if key == "size":
+                value = f"{render.human_size(value)} ({value} B)"
+            table.add_row(_(key), "-" if value is None else str(value))
+        render.out.print(table)
+        if findings:
+            render.out.print(_("Findings:"), style="bold yellow")
+            for f in findings:
+                render.out.print(
+                    "  • " + render.finding_text(f["kind"], f["seconds"], f["other_clip_id"], loads(f["detail"]))
+                )
+        render.out.print(_("Audit trail:"), style="bold")
+        render.out.print(render.audit_rows_table(trail, tz))
+
+
+# -- verify -----------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_(
+        "Re-hash stored objects from disk against the catalog. Lists every missing or altered object, "
+        "then exits 3 if there was any (for cron)."
+    ),
+    epilog=_examples("avlog verify", "avlog verify --sample 50 --json"),
+)
+def verify(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help=_("Check every object (the default)."))] = False,
+    sample: Annotated[
+        int | None, typer.Option(help=_("Check a random sample of N objects."), min=1, show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.store.fixity import verify_objects
+
+    if all_ and sample is not None:
+        raise click.UsageError(_("--all and --sample exclude each other"))
+    with _closing(_open(ctx)) as c:
+        bar = (
+            None
+            if as_json
+            else render.simple_progress(_("verifying"), len(c.catalog.live_objects()) if sample is None else sample)
+        )
+        if bar is not None:
+            bar.start()
+        try:
+            report = verify_objects(
+                c, sample=sample, progress=(lambda _h, _s: bar.advance(bar.task_ids[0])) if bar else None
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+    bad = [{"blake3": b.blake3, "problem": b.problem, "clips": b.clip_ids} for b in report.bad]
+    if as_json:
+        render.emit_json({"checked": report.checked, "ok": report.ok, "bad": bad, "sampled": report.sampled})
+    else:
+        for b in report.bad:
+            render.out.print(
+                f"[bold red]{_(b.problem)}[/] {b.blake3} "
+                + _("(clips {ids})").format(ids=", ".join(map(str, b.clip_ids)))
+            )
+        render.err.print(
+            _("{checked} objects checked: {ok} sound, {bad} bad").format(
+                checked=report.checked, ok=report.ok, bad=len(report.bad)
+            )
+        )
+    if report.bad:
+        raise IntegrityError(
+            _("{n} object(s) missing or altered: {list}").format(
+                n=len(report.bad), list=", ".join(f"{b.blake3[:16]} ({_(b.problem)})" for b in report.bad)
+            )
+        )
+
+
+# -- audit ------------------------------------------------------------------------------------------
+
+
+@audit_app.command(
+    "verify",
+    help=_("Walk the audit log's hash chain; exit 3 naming the first entry that does not fit."),
+    epilog=_examples("avlog audit verify", "avlog audit verify --json"),
+)
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    from avlog import render
+    from avlog.store.audit import verify_chain
+
+    with _closing(_open(ctx)) as c:
+        report = verify_chain(c.catalog.db)
+    brk = report.first_break
+    if as_json:
+        render.emit_json(
+            {
+                "entries": report.entries,
+                "head": report.head,
+                "ok": brk is None,
+                "first_break": {"seq": brk.seq, "reason": brk.reason} if brk else None,
+            }
+        )
+    elif brk is None:
+        render.err.print(_("Audit chain intact: {n} entries, head {head}").format(n=report.entries, head=report.head))
+    if brk is not None:
+        raise IntegrityError(_("audit entry {seq} is broken: {reason}").format(seq=brk.seq, reason=brk.reason))
+
+
+@audit_app.command(
+    "log",
+    help=_("Show audit entries, newest last."),
+    epilog=_examples("avlog audit log --limit 20", "avlog audit log --subject clip:12 --json"),
+)
+def audit_log(
+    ctx: typer.Context,
+    subject: Annotated[
+        str | None, typer.Option(help=_("Only entries about this subject, e.g. clip:12."), show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help=_("At most this many of the newest entries."), min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.store.catalog import loads
+    from avlog.timefmt import show as show_time
+
+    with _closing(_open(ctx)) as c:
+        where, params = ("WHERE subject = ?", [subject]) if subject else ("", [])
+        rows = c.catalog.query(f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT {int(limit)}", params)[::-1]
+        if as_json:
+            render.emit_json(
+                {
+                    "entries": [
+                        {
+                            **{k: r[k] for k in ("seq", "actor", "action", "subject", "prev_hash", "hash")},
+                            "at": show_time(r["at"], c.settings.tz),
+                            "details": loads(r["details"]),
+                        }
+                        for r in rows
+                    ]
+                }
+            )
+        else:
+            render.out.print(render.audit_rows_table(rows, c.settings.tz))
+
+
+# -- demo -------------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_(
+        "Build a sample body-camera card of real short clips, ingest it into a new temporary store "
+        "and show the custodian's report. No camera needed."
+    ),
+    epilog=_examples("avlog demo", "avlog demo --json"),
+)
+def demo(as_json: JsonOpt = False) -> None:
+    from avlog import render
+    from avlog.ingest.pipeline import ingest as run_ingest
+    from avlog.ingest.sources import FolderSource
+    from avlog.samples import build_demo_card
+
+    work = Path(tempfile.mkdtemp(prefix="avlog-demo-"))
+    store = work / "store"
+    init_store(store)
+    with _closing(open_context(store)) as c:
+        now = c.clock()
+        card = build_demo_card(work / "card", shift_end=now - timedelta(minutes=20), tz=c.settings.tz)
+        c.catalog.register_device(
+            "DEMO-0001", custodian=_("Demo Officer"), unit=_("Demo Unit"), kind="bodycam", label="demo card"
+        )
+        if not as_json:
+            render.err.print(
+                _("Sample card with {n} recordings at {path}").format(n=len(card.recordings), path=card.root)
+            )
+        report = run_ingest(
+            c, FolderSource(card.root), "DEMO-0001", progress=None if as_json else render.RichIngestProgress()
+        )
+        if as_json:
+            doc = render.ingest_json(report, c.settings.tz)
+            doc["store"] = str(store)
+            render.emit_json(doc)
+        else:
+            render.print_ingest(report, c.catalog, c.settings.tz)
+            render.err.print(
+                _("The demo store is at {store}; look around with: avlog --store {store} ls").format(store=store)
+            )
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+class _closing:
+    def __init__(self, context: Context):
+        self.context = context
+
+    def __enter__(self) -> Context:
+        return self.context
+
+    def __exit__(self, *exc: object) -> None:
+        self.context.close()
+
+
+def main() -> None:
+    """The ``avlog`` console script."""
+    app()

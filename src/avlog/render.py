@@ -1,0 +1,316 @@
+"""How the CLI shows things: rich tables and progress on the terminal, JSON documents for scripts.
+
+Only the CLI imports this module; the core reports progress through plain callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import tzinfo
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from avlog.i18n import _
+from avlog.ingest.pipeline import IngestReport
+from avlog.ingest.timeline import Finding
+from avlog.store.catalog import Catalog, loads
+from avlog.timefmt import from_db, show
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def emit_json(document: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+class RichIngestProgress:
+    """Files and bytes on stderr while an ingest runs; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.files = 0
+        self.done = 0
+
+    def begin(self, files: int, total_bytes: int) -> None:
+        if not err.is_terminal:
+            return
+        self.files = files
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[files]}"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.task = self.progress.add_task(_("ingesting"), total=total_bytes, files=f"0/{files}")
+        self.progress.start()
+
+    def file(self, path: str, size: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.done += 1
+            self.progress.update(self.task, files=f"{self.done}/{self.files}", description=path[-40:])
+
+    def advance(self, nbytes: int) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.advance(self.task, nbytes)
+
+    def end(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def simple_progress(label: str, total: int) -> Progress | None:
+    if not err.is_terminal:
+        return None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+    progress.add_task(label, total=total)
+    return progress
+
+
+# -- clips ------------------------------------------------------------------------------------
+
+
+def clip_json(row: dict[str, Any], tz: tzinfo, custodian: str | None = None) -> dict[str, Any]:
+    """SPEC.md's clip shape, plus what else the catalog knows."""
+    return {
+        "id": row["id"],
+        "blake3": row["blake3"],
+        "sha256": row["sha256"],
+        "size": row["size"],
+        "device_serial": row["device_serial"],
+        "custodian": custodian,
+        "unregistered_device": bool(row["unregistered_device"]),
+        "original_path": row["original_path"],
+        "media_kind": row["media_kind"],
+        "container": row["container"],
+        "codec": row["codec"],
+        "recorded_start": show(row["recorded_start"], tz),
+        "recorded_end": show(row["recorded_end"], tz),
+        "duration_s": row["duration_s"],
+        "time_source": row["time_source"],
+        "probe_error": row["probe_error"],
+        "ingest_id": row["ingest_id"],
+        "ingested_at": show(row["ingested_at"], tz),
+        "state": row["state"],
+        "flags": [],
+        "cases": [],
+    }
+
+
+def table_time(text: str | None, tz: tzinfo) -> str:
+    """A stored time for a table: local date and time, without the zone the header names."""
+    moment = from_db(text)
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def clips_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
+    table = Table(title=None, show_lines=False)
+    for header in (_("id"), _("device"), _("recorded"), _("duration"), _("size"), _("file"), _("BLAKE3")):
+        table.add_column(header)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["device_serial"],
+            table_time(row["recorded_start"], tz),
+            human_seconds(row["duration_s"]),
+            human_size(row["size"]),
+            row["original_path"],
+            row["blake3"][:12],
+        )
+    return table
+
+
+# -- ingest -------------------------------------------------------------------------------------
+
+FINDING_TEXT = {
+    "gap": "gap of {duration} before this clip (after clip {other})",
+    "overlap": "overlaps clip {other} by {duration}",
+    "future": "dated {duration} in the future: check the recorder's clock (Art. 11)",
+    "implausibly_old": "dated {duration} ago: check the recorder's clock (Art. 11)",
+    "late_handover": "handed over {duration} after it ended, not on the recording day (Art. 18)",
+}
+
+
+def finding_text(kind: str, seconds: float | None, other: int | None, detail: dict[str, Any] | None = None) -> str:
+    text = _(FINDING_TEXT.get(kind, kind)).format(duration=human_seconds(seconds), other=other)
+    if kind == "late_handover" and detail and detail.get("over_deadline"):
+        text += " " + _("— over the deadline")
+    return text
+
+
+def finding_json(f: Finding) -> dict[str, Any]:
+    return {
+        "kind": f.kind,
+        "clip_id": f.clip_id,
+        "other_clip_id": f.other_clip_id,
+        "seconds": f.seconds,
+        "detail": f.detail,
+    }
+
+
+def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
+    return {
+        "ingest_id": report.ingest_id,
+        "device_serial": report.device_serial,
+        "custodian": report.custodian,
+        "registered": report.registered,
+        "source": report.source,
+        "source_kind": report.source_kind,
+        "started_at": report.started_at.astimezone(tz).isoformat(timespec="seconds"),
+        "finished_at": report.finished_at.astimezone(tz).isoformat(timespec="seconds") if report.finished_at else None,
+        "status": report.status,
+        "clips": [
+            {
+                "original_path": i.original_path,
+                "blake3": i.blake3,
+                "sha256": i.sha256,
+                "size": i.size,
+                "status": i.status,
+                "error": i.error,
+                "clip_id": i.clip_id,
+                "media_kind": i.media_kind,
+                "time_source": i.time_source,
+                "probe_error": i.probe_error,
+            }
+            for i in report.items
+        ],
+        "stored": report.stored,
+        "duplicates": report.duplicates,
+        "failed": report.failed,
+        "bytes_stored": report.bytes_stored,
+        "skipped": report.skipped,
+        "findings": [finding_json(f) for f in report.findings],
+        "aborted": report.aborted,
+    }
+
+
+STATUS_STYLE = {"stored": "green", "duplicate": "cyan", "failed": "bold red"}
+
+
+def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
+    who = report.custodian or _("unregistered device")
+    out.print(
+        _("Ingest #{id} — device {serial} ({who}) from {source}").format(
+            id=report.ingest_id, serial=report.device_serial, who=who, source=report.source
+        ),
+        style="bold",
+    )
+    if not report.registered:
+        out.print(_("Clips are marked as coming from an unregistered device."), style="yellow")
+    table = Table()
+    for header in (_("status"), _("file"), _("size"), _("recorded"), _("duration"), _("note")):
+        table.add_column(header, overflow="fold")
+    clips = {row["id"]: row for row in catalog.clips(ingest_id=report.ingest_id)}
+    for item in report.items:
+        row = clips.get(item.clip_id or -1) or (
+            catalog.one("SELECT * FROM clips WHERE id = ?", [item.clip_id]) if item.clip_id else None
+        )
+        note = item.error or ""
+        if item.probe_error:
+            note = _("unreadable container, stored as is: {reason}").format(reason=item.probe_error)
+        elif item.status == "duplicate":
+            note = _("already in the store")
+        elif row and row["time_source"] and row["time_source"] != "container":
+            note = _("time from {source}").format(source=_(row["time_source"]))
+        table.add_row(
+            f"[{STATUS_STYLE[item.status]}]{_(item.status)}[/]",
+            item.original_path,
+            human_size(item.size),
+            table_time(row["recorded_start"], tz) if row else "-",
+            human_seconds(row["duration_s"]) if row else "-",
+            note,
+        )
+    if report.items:
+        out.print(table)
+    skipped = sum(report.skipped.values())
+    out.print(
+        _("{stored} stored, {dups} already in the store, {failed} failed; {skipped} other files skipped").format(
+            stored=report.stored, dups=report.duplicates, failed=report.failed, skipped=skipped
+        )
+        + (
+            " ("
+            + ", ".join(
+                f"{n} {_('system') if k == 'system' else _('not recordings')}"
+                for k, n in sorted(report.skipped.items())
+            )
+            + ")"
+            if skipped
+            else ""
+        )
+        + "; "
+        + _("{size} new").format(size=human_size(report.bytes_stored)),
+    )
+    if report.findings:
+        out.print(_("Timeline findings:"), style="bold yellow")
+        for f in report.findings:
+            out.print(f"  • {_('clip')} {f.clip_id}: {finding_text(f.kind, f.seconds, f.other_clip_id, f.detail)}")
+    if report.aborted:
+        err.print(report.aborted, style="bold red")
+
+
+def audit_rows_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
+    table = Table()
+    for header in ("#", _("time"), _("actor"), _("action"), _("subject"), _("details")):
+        table.add_column(header)
+    for row in rows:
+        details = loads(row["details"]) or {}
+        table.add_row(
+            str(row["seq"]),
+            show(row["at"], tz) or "",
+            row["actor"],
+            row["action"],
+            row["subject"],
+            ", ".join(f"{k}={v}" for k, v in details.items())[:100],
+        )
+    return table

@@ -1,0 +1,132 @@
+"""Shared fixtures: a fresh store per test, the CLI runner, and real sample cards (folder, FAT32, exFAT)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner
+
+from avlog.cli import app
+from avlog.context import Context, init_store, open_context
+from avlog.samples import SampleCard, build_demo_card
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def require_tool(name: str) -> str:
+    """The path of a command the tests need; a missing one fails the test (CI installs them all)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; .ci/run installs the test tools")
+    return path
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Cli:
+    """Runs avlog in-process against one store, stdout and stderr kept apart."""
+
+    store: Path
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        runner = CliRunner()
+        result = runner.invoke(app, ["--store", str(self.store), *args], env=env, catch_exceptions=False)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def run_avlog(store: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Runs avlog as a separate process (for kills, other users, real exit codes)."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "avlog", "--store", str(store), *args],
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    init_store(root, actor="tester")
+    return root
+
+
+@pytest.fixture
+def cli(store: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("AVLOG_USER", "tester")
+    return Cli(store)
+
+
+@pytest.fixture
+def ctx(store: Path) -> Iterator[Context]:
+    context = open_context(store, actor="tester")
+    yield context
+    context.close()
+
+
+def shift_end() -> datetime:
+    """A shift that ended twenty minutes ago (so handover is on the same day, most of the time)."""
+    return datetime.now(UTC) - timedelta(minutes=20)
+
+
+@pytest.fixture
+def demo_card(tmp_path: Path) -> SampleCard:
+    return build_demo_card(tmp_path / "card", shift_end=shift_end(), tz=TZ)
+
+
+def register(cli: Cli, serial: str = "BC-0001") -> None:
+    result = cli("device", "register", serial, "--custodian", "张三", "--unit", "一中队")
+    assert result.exit_code == 0, result.stderr
+
+
+def make_fat32_image(source: Path, image: Path, size_mb: int = 64) -> Path:
+    """A real FAT32 card image (mkfs.vfat) holding ``source``'s tree (mcopy, long UTF-8 names)."""
+    require_tool("mkfs.vfat")
+    require_tool("mcopy")
+    subprocess.run([shutil.which("mkfs.vfat"), "-F", "32", "-n", "CAMERA", "-C", str(image), str(size_mb * 1024)],
+                   check=True, capture_output=True)
+    entries = sorted(str(p) for p in source.iterdir())
+    env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
+    subprocess.run(["mcopy", "-s", "-m", "-i", str(image), *entries, "::/"], check=True, capture_output=True, env=env)
+    return image
+
+
+def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
+    """A real exFAT card image (mkfs.exfat), filled through exfat-fuse on a loop device."""
+    require_tool("mkfs.exfat")
+    require_tool("mount.exfat-fuse")
+    if os.geteuid() != 0:
+        pytest.skip("filling an exFAT image needs root for the loop device and FUSE mount")
+    with open(image, "wb") as f:
+        f.truncate(size_mb << 20)
+    subprocess.run(["mkfs.exfat", "-L", "CAMERA", str(image)], check=True, capture_output=True)
+    loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True)
+    device = loop.stdout.strip()
+    mountpoint = image.with_suffix(".mnt")
+    mountpoint.mkdir()
+    try:
+        subprocess.run(["mount.exfat-fuse", device, str(mountpoint)], check=True, capture_output=True)
+        try:
+            shutil.copytree(source, mountpoint, dirs_exist_ok=True)
+            subprocess.run(["sync"], check=True)
+        finally:
+            subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True, capture_output=True)
+        mountpoint.rmdir()
+    return image

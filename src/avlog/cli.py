@@ -9,13 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from avlog import __version__
 from avlog.context import Context, default_store_path, init_store, open_context
-from avlog.errors import AvlogError, IntegrityError, PartialFailure, StoreError
+from avlog.errors import AvlogError, IntegrityError, PartialFailure, StoreError, UsageError
 from avlog.i18n import _
 
 DEVICE_KINDS = ("bodycam", "camera", "audio", "terminal", "fixed")
@@ -24,7 +23,7 @@ DEVICE_KINDS = ("bodycam", "camera", "audio", "terminal", "fixed")
 class AvlogGroup(TyperGroup):
     """Turns every :class:`AvlogError` into one line on stderr and SPEC.md's exit code, in one place."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         from avlog import render
 
         try:
@@ -40,10 +39,9 @@ class AvlogGroup(TyperGroup):
         except KeyboardInterrupt:
             render.err.print("avlog: " + _("interrupted"), style="bold red")
             raise SystemExit(130) from None
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
         except Exception as exc:
-            if os.environ.get("AVLOG_DEBUG"):
+            # Typer's own usage errors and exits (click's, vendored or not) keep their meaning.
+            if os.environ.get("AVLOG_DEBUG") or type(exc).__module__.startswith(("typer", "click")):
                 raise
             render.err.print(
                 "avlog: "
@@ -145,9 +143,9 @@ def device_register(
     from avlog import render
 
     if kind not in DEVICE_KINDS:
-        raise click.BadParameter(_("must be one of {kinds}").format(kinds=", ".join(DEVICE_KINDS)), param_hint="--kind")
+        raise UsageError(_("--kind must be one of {kinds}").format(kinds=", ".join(DEVICE_KINDS)))
     if not serial.strip() or not custodian.strip() or not unit.strip():
-        raise click.BadParameter(_("serial, custodian and unit may not be empty"))
+        raise UsageError(_("serial, custodian and unit may not be empty"))
     with _closing(_open(ctx)) as c:
         row = c.catalog.register_device(
             serial.strip(), custodian=custodian.strip(), unit=unit.strip(), kind=kind, label=label
@@ -242,7 +240,7 @@ def ingest(
     from avlog.ingest.sources import open_source
 
     if source is None or device_serial is None:
-        raise click.UsageError(_("give the card with --from PATH and its device with --device-serial SERIAL"))
+        raise UsageError(_("give the card with --from PATH and its device with --device-serial SERIAL"))
     with _closing(_open(ctx)) as c:
         src = open_source(source, c.settings.tz)
         try:
@@ -424,7 +422,7 @@ def verify(
     from avlog.store.fixity import verify_objects
 
     if all_ and sample is not None:
-        raise click.UsageError(_("--all and --sample exclude each other"))
+        raise UsageError(_("--all and --sample exclude each other"))
     with _closing(_open(ctx)) as c:
         bar = (
             None
@@ -442,12 +440,26 @@ def verify(
                 bar.stop()
     bad = [{"blake3": b.blake3, "problem": b.problem, "clips": b.clip_ids} for b in report.bad]
     if as_json:
-        render.emit_json({"checked": report.checked, "ok": report.ok, "bad": bad, "sampled": report.sampled})
+        render.emit_json(
+            {
+                "checked": report.checked,
+                "ok": report.ok,
+                "bad": bad,
+                "sampled": report.sampled,
+                "unreferenced": report.unreferenced,
+            }
+        )
     else:
         for b in report.bad:
             render.out.print(
                 f"[bold red]{_(b.problem)}[/] {b.blake3} "
                 + _("(clips {ids})").format(ids=", ".join(map(str, b.clip_ids)))
+            )
+        if report.unreferenced:
+            render.err.print(
+                _("{n} complete object(s) not yet in the catalog (an interrupted ingest; re-run it)").format(
+                    n=len(report.unreferenced)
+                )
             )
         render.err.print(
             _("{checked} objects checked: {ok} sound, {bad} bad").format(

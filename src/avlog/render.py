@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from avlog.i18n import _
+from avlog.i18n import N_, _
 from avlog.ingest.pipeline import IngestReport
 from avlog.ingest.timeline import Finding
 from avlog.store.catalog import Catalog, loads
@@ -174,11 +174,11 @@ def clips_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
 # -- ingest -------------------------------------------------------------------------------------
 
 FINDING_TEXT = {
-    "gap": "gap of {duration} before this clip (after clip {other})",
-    "overlap": "overlaps clip {other} by {duration}",
-    "future": "dated {duration} in the future: check the recorder's clock (Art. 11)",
-    "implausibly_old": "dated {duration} ago: check the recorder's clock (Art. 11)",
-    "late_handover": "handed over {duration} after it ended, not on the recording day (Art. 18)",
+    "gap": N_("gap of {duration} before this clip (after clip {other})"),
+    "overlap": N_("overlaps clip {other} by {duration}"),
+    "future": N_("dated {duration} in the future: check the recorder's clock (Art. 11)"),
+    "implausibly_old": N_("dated {duration} ago: check the recorder's clock (Art. 11)"),
+    "late_handover": N_("handed over {duration} after it ended, not on the recording day (Art. 18)"),
 }
 
 

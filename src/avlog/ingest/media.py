@@ -135,7 +135,8 @@ def time_from_name(name: str, tz: tzinfo) -> datetime | None:
     """A recording time written in a file name (``20261126_093015``, ``2026-11-26_09-30-15`` …), in ``tz``."""
     for match in _FILENAME_TIME.finditer(name):
         try:
-            return datetime(*(int(match[g]) for g in ("y", "mo", "d", "h", "mi", "s")), tzinfo=tz)
+            y, mo, d, h, mi, sec = (int(match[g]) for g in ("y", "mo", "d", "h", "mi", "s"))
+            return datetime(y, mo, d, h, mi, sec, tzinfo=tz)
         except ValueError:
             continue
     return None

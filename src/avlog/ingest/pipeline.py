@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
@@ -25,6 +27,9 @@ from avlog.ingest.sources import Source, SourceEntry
 from avlog.store.hashing import Digests, copy_and_hash
 from avlog.store.objects import PutResult
 from avlog.timefmt import from_db, to_db
+
+#: Files copied at once from a folder source: on two cores this keeps both busy hashing.
+PARALLEL_FILES = 2
 
 
 class IngestProgress(Protocol):
@@ -263,9 +268,9 @@ def _record(
                 "ingested_at": now,
                 "state": "stored",
             }
-            item.clip_id = db["clips"].insert(clip).last_pk
+            item.clip_id = db.table("clips").insert(clip).last_pk
             item.new_clip = True
-        db["ingest_items"].insert(
+        db.table("ingest_items").insert(
             {
                 "ingest_id": report.ingest_id,
                 "original_path": entry.path,
@@ -292,7 +297,7 @@ def _record(
 
 def _record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
     with ctx.catalog.change() as db:
-        db["ingest_items"].insert(
+        db.table("ingest_items").insert(
             {
                 "ingest_id": report.ingest_id,
                 "original_path": item.original_path,
@@ -343,8 +348,8 @@ def ingest(
     )
     plan = list(_plan(source, report))
     with catalog.change() as db:
-        report.ingest_id = (
-            db["ingests"]
+        ingest_id = (
+            db.table("ingests")
             .insert(
                 {
                     "started_at": to_db(started),
@@ -362,6 +367,8 @@ def ingest(
             )
             .last_pk
         )
+        assert ingest_id is not None
+        report.ingest_id = int(ingest_id)
         catalog.audit(
             "ingest.start",
             f"ingest:{report.ingest_id}",
@@ -377,46 +384,67 @@ def ingest(
 
     progress.begin(len(plan), sum(e.size for e, _k in plan))
     new_clips: list[int] = []
-    for entry, kind in plan:
-        item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
-        report.items.append(item)
-        if report.aborted:
-            item.error = report.aborted
-            continue
-        progress.file(entry.path, entry.size)
-        try:
+    # Copies run on worker threads (hashing and writing release the GIL); catalog work stays on this
+    # thread, in card order. A raw card shares one file handle and is read one file at a time.
+    workers = PARALLEL_FILES if source.parallel_reads else 1
+    in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool]]]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
+        for entry, kind in plan:
+            item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
+            report.items.append(item)
+            if report.aborted:
+                item.error = report.aborted
+                continue
             known = catalog.one(
                 "SELECT blake3 FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
                 "ORDER BY id DESC LIMIT 1",
                 [device_serial, entry.path, entry.size],
             )
-            digests, created = _copy(ctx, source, entry, progress, known)
-            item.blake3, item.sha256 = digests.blake3, digests.sha256
-            item.status = "stored" if created else "duplicate"
-            info = None
-            if catalog.clip_by_key(device_serial, entry.path, digests.blake3) is None:
-                info = probe(ctx.objects.path(digests.blake3), entry.name, entry.mtime, ctx.settings.tz)
-                item.time_source, item.probe_error = info.time_source, info.error
-            _record(ctx, report, item, digests, info, entry)
-            if item.new_clip and item.clip_id is not None:
-                new_clips.append(item.clip_id)
-        except DiskFull as exc:
-            item.status, item.error = "failed", str(exc)
-            report.aborted = _("not ingested: the store's disk is full")
-            _try_record_failure(ctx, report, item)
-        except SourceReadError as exc:
-            item.status, item.error = "failed", str(exc)
-            _try_record_failure(ctx, report, item)
-        except OSError as exc:  # the card side is wrapped above: this is the store failing to write
-            item.status = "failed"
-            item.error = _("cannot write to the store: {reason}").format(reason=exc.strerror or exc)
-            report.aborted = _("not ingested: the store could not be written")
-            _try_record_failure(ctx, report, item)
+            progress.file(entry.path, entry.size)
+            in_flight.append((entry, item, pool.submit(_copy, ctx, source, entry, progress, known)))
+            while len(in_flight) >= workers:
+                _settle(ctx, report, *in_flight.popleft(), new_clips)
+        while in_flight:
+            _settle(ctx, report, *in_flight.popleft(), new_clips)
     progress.end()
 
     report.finished_at = ctx.clock()
     _finish(ctx, report, new_clips)
     return report
+
+
+def _settle(
+    ctx: Context,
+    report: IngestReport,
+    entry: SourceEntry,
+    item: ItemResult,
+    copy: Future[tuple[Digests, bool]],
+    new_clips: list[int],
+) -> None:
+    """Wait for one file's copy, then probe it and commit its outcome (this thread owns the catalog)."""
+    try:
+        digests, created = copy.result()
+        item.blake3, item.sha256 = digests.blake3, digests.sha256
+        item.status = "stored" if created else "duplicate"
+        info = None
+        if ctx.catalog.clip_by_key(report.device_serial, entry.path, digests.blake3) is None:
+            info = probe(ctx.objects.path(digests.blake3), entry.name, entry.mtime, ctx.settings.tz)
+            item.time_source, item.probe_error = info.time_source, info.error
+        _record(ctx, report, item, digests, info, entry)
+        if item.new_clip and item.clip_id is not None:
+            new_clips.append(item.clip_id)
+    except DiskFull as exc:
+        item.status, item.error = "failed", str(exc)
+        report.aborted = _("not ingested: the store's disk is full")
+        _try_record_failure(ctx, report, item)
+    except SourceReadError as exc:
+        item.status, item.error = "failed", str(exc)
+        _try_record_failure(ctx, report, item)
+    except OSError as exc:  # the card side is wrapped as SourceReadError: this is the store failing
+        item.status = "failed"
+        item.error = _("cannot write to the store: {reason}").format(reason=exc.strerror or exc)
+        report.aborted = _("not ingested: the store could not be written")
+        _try_record_failure(ctx, report, item)
 
 
 def _try_record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
@@ -453,7 +481,7 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
     try:
         with catalog.change() as db:
             for f in report.findings:
-                db["findings"].insert(
+                db.table("findings").insert(
                     {
                         "ingest_id": report.ingest_id,
                         "device_serial": report.device_serial,

@@ -44,6 +44,7 @@ class SourceEntry:
 class Source(Protocol):
     kind: str  # folder | fat | exfat
     location: str
+    parallel_reads: bool  # whether two files may be read at once
 
     def entries(self) -> Iterator[SourceEntry]: ...
 
@@ -60,6 +61,7 @@ class FolderSource:
     """A folder: a mounted card, a copy of one, or any directory of recordings. Links are not followed."""
 
     kind = "folder"
+    parallel_reads = True
 
     def __init__(self, root: Path):
         if not root.is_dir():
@@ -143,6 +145,8 @@ def _exfat_time(timestamp: int, centiseconds: int, tz_byte: int, local: tzinfo) 
 
 class CardImageSource:
     """A raw FAT32/exFAT card image or block device, read-only, never mounted."""
+
+    parallel_reads = False  # one shared handle; a card reads fastest sequentially anyway
 
     def __init__(self, path: Path, local_tz: tzinfo):
         self.location = str(path)

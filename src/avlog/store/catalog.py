@@ -102,7 +102,7 @@ class Catalog:
                 "registered_at": self.now(),
                 "registered_by": self.actor,
             }
-            self.db["devices"].insert(row)
+            self.db.table("devices").insert(row)
             self.audit(
                 "device.register", f"device:{serial}", {k: row[k] for k in ("custodian", "unit", "kind", "label")}
             )
@@ -166,7 +166,8 @@ class Catalog:
         limit: int | None = None,
     ) -> list[Row]:
         """Clips in recording order; ``since``/``until`` compare with the recording's start (catalog times)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if device is not None:
             where.append("device_serial = ?")
             params.append(device)

@@ -22,6 +22,9 @@ class VerifyReport:
     ok: int = 0
     bad: list[BadObject] = field(default_factory=list)
     sampled: bool = False
+    # Complete objects no catalog row names: left by a crash between an object's rename and its
+    # clip's commit. Not damage; the next ingest of that card links them.
+    unreferenced: list[str] = field(default_factory=list)
 
 
 def verify_objects(
@@ -54,6 +57,8 @@ def verify_objects(
             report.bad.append(BadObject(obj["blake3"], problem, [c["id"] for c in clips]))
         if progress is not None:
             progress(obj["blake3"], obj["size"])
+    catalogued = {row["blake3"] for row in ctx.catalog.query("SELECT blake3 FROM objects")}
+    report.unreferenced = [h for h in ctx.objects.iter_hexdigests() if h not in catalogued]
     ctx.catalog.record_verification(
         results,
         {
@@ -61,6 +66,7 @@ def verify_objects(
             "ok": report.ok,
             "bad": [{"blake3": b.blake3, "problem": b.problem} for b in report.bad],
             "sample": sample,
+            "unreferenced": len(report.unreferenced),
         },
     )
     return report

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 
 def _initial(db: Database) -> None:
-    db["devices"].create(
+    db.table("devices").create(
         {
             "id": int,
             "serial": str,
@@ -28,8 +28,8 @@ def _initial(db: Database) -> None:
         pk="id",
         not_null={"serial", "custodian", "unit", "kind", "registered_at", "registered_by"},
     )
-    db["devices"].create_index(["serial"], unique=True)
-    db["ingests"].create(
+    db.table("devices").create_index(["serial"], unique=True)
+    db.table("ingests").create(
         {
             "id": int,
             "started_at": str,
@@ -54,7 +54,7 @@ def _initial(db: Database) -> None:
         not_null={"started_at", "actor", "host", "device_serial", "source", "source_kind", "status"},
         defaults={"stored": 0, "duplicates": 0, "failed": 0, "skipped": 0, "bytes_stored": 0},
     )
-    db["objects"].create(
+    db.table("objects").create(
         {
             "blake3": str,
             "sha256": str,
@@ -66,7 +66,7 @@ def _initial(db: Database) -> None:
         pk="blake3",
         not_null={"sha256", "size", "stored_at"},
     )
-    db["clips"].create(
+    db.table("clips").create(
         {
             "id": int,
             "blake3": str,
@@ -103,11 +103,11 @@ def _initial(db: Database) -> None:
         defaults={"state": "stored", "unregistered_device": 0},
         foreign_keys=[("blake3", "objects", "blake3"), ("ingest_id", "ingests", "id")],
     )
-    db["clips"].create_index(["device_serial", "original_path", "blake3"], unique=True)
-    db["clips"].create_index(["device_serial", "recorded_start"])
-    db["clips"].create_index(["recorded_start"])
-    db["clips"].create_index(["blake3"])
-    db["ingest_items"].create(
+    db.table("clips").create_index(["device_serial", "original_path", "blake3"], unique=True)
+    db.table("clips").create_index(["device_serial", "recorded_start"])
+    db.table("clips").create_index(["recorded_start"])
+    db.table("clips").create_index(["blake3"])
+    db.table("ingest_items").create(
         {
             "id": int,
             "ingest_id": int,
@@ -123,8 +123,8 @@ def _initial(db: Database) -> None:
         not_null={"ingest_id", "original_path", "status"},
         foreign_keys=[("ingest_id", "ingests", "id"), ("clip_id", "clips", "id")],
     )
-    db["ingest_items"].create_index(["ingest_id"])
-    db["findings"].create(
+    db.table("ingest_items").create_index(["ingest_id"])
+    db.table("findings").create(
         {
             "id": int,
             "ingest_id": int,
@@ -139,9 +139,9 @@ def _initial(db: Database) -> None:
         not_null={"ingest_id", "device_serial", "kind"},
         foreign_keys=[("ingest_id", "ingests", "id"), ("clip_id", "clips", "id")],
     )
-    db["findings"].create_index(["ingest_id"])
-    db["findings"].create_index(["clip_id"])
-    db["audit"].create(
+    db.table("findings").create_index(["ingest_id"])
+    db.table("findings").create_index(["clip_id"])
+    db.table("audit").create(
         {
             "seq": int,
             "at": str,
@@ -155,9 +155,9 @@ def _initial(db: Database) -> None:
         pk="seq",
         not_null={"at", "actor", "action", "subject", "details", "prev_hash", "hash"},
     )
-    db["audit"].create_index(["hash"], unique=True)
-    db["audit"].create_index(["prev_hash"], unique=True)
-    db["audit"].create_index(["subject"])
+    db.table("audit").create_index(["hash"], unique=True)
+    db.table("audit").create_index(["prev_hash"], unique=True)
+    db.table("audit").create_index(["subject"])
     # Guard rails: the log is append-only through SQLite. The hash chain is what proves it.
     db.execute(
         "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
@@ -179,8 +179,8 @@ def migrate(db: Database) -> list[str]:
     """Apply every step not yet recorded; return the names applied now."""
     if "_migrations" not in db.table_names():
         with db.atomic():
-            db["_migrations"].create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
-    done = {row["name"] for row in db["_migrations"].rows}
+            db.table("_migrations").create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
+    done = {row["name"] for row in db.table("_migrations").rows}
     applied = []
     for number, (name, step) in enumerate(STEPS, start=1):
         if name in done:
@@ -192,7 +192,7 @@ def migrate(db: Database) -> list[str]:
                 db.execute("COMMIT")
                 continue
             step(db)
-            db["_migrations"].insert({"name": name, "applied_at": datetime.now(UTC).isoformat()})
+            db.table("_migrations").insert({"name": name, "applied_at": datetime.now(UTC).isoformat()})
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
         except BaseException:

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from avlog import __version__
 from avlog.context import Context, default_store_path, init_store, open_context
-from avlog.errors import AvlogError, IntegrityError, PartialFailure, StoreError, UsageError
+from avlog.errors import AvlogError, DiskFull, IntegrityError, PartialFailure, StoreError, UsageError
 from avlog.i18n import _
 
 DEVICE_KINDS = ("bodycam", "camera", "audio", "terminal", "fixed")
@@ -66,8 +66,18 @@ app = typer.Typer(
     rich_markup_mode=None,
     epilog=_examples("avlog init", "avlog device register BC-0001 --custodian 张三 --unit 一中队", "avlog demo"),
 )
-device_app = typer.Typer(cls=AvlogGroup, help=_("Register and list recorders (Art. 6, 10)."), no_args_is_help=True)
-audit_app = typer.Typer(cls=AvlogGroup, help=_("Read and check the tamper-evident audit log."), no_args_is_help=True)
+device_app = typer.Typer(
+    cls=AvlogGroup,
+    help=_("Register and list recorders (Art. 6, 10)."),
+    no_args_is_help=True,
+    epilog=_examples("avlog device register BC-0001 --custodian 张三 --unit 一中队", "avlog device list"),
+)
+audit_app = typer.Typer(
+    cls=AvlogGroup,
+    help=_("Read and check the tamper-evident audit log."),
+    no_args_is_help=True,
+    epilog=_examples("avlog audit verify", "avlog audit log --subject clip:12"),
+)
 app.add_typer(device_app, name="device")
 app.add_typer(audit_app, name="audit")
 
@@ -117,7 +127,7 @@ def _open(ctx: typer.Context) -> Context:
 def init(ctx: typer.Context) -> None:
     from avlog import render
 
-    root = _store_path(ctx)
+    root = _store_path(ctx).absolute()
     created = init_store(root)
     message = _("Created the store at {path}") if created else _("The store at {path} exists already")
     render.err.print(message.format(path=root))
@@ -242,7 +252,7 @@ def ingest(
     if source is None or device_serial is None:
         raise UsageError(_("give the card with --from PATH and its device with --device-serial SERIAL"))
     with _closing(_open(ctx)) as c:
-        src = open_source(source, c.settings.tz)
+        src = open_source(source.absolute(), c.settings.tz)
         try:
             report = run_ingest(
                 c,
@@ -263,6 +273,9 @@ def ingest(
 def _ingest_exit(report: Any) -> None:
     from avlog import render
 
+    if report.aborted and report.failed == 0:
+        # The files went in, but the run's closing record could not be written (the disk filled up).
+        raise DiskFull(report.aborted)
     if not report.items and not report.aborted:
         render.err.print(_("No recordings found in {source}").format(source=report.source), style="yellow")
         return
@@ -433,7 +446,10 @@ def verify(
             bar.start()
         try:
             report = verify_objects(
-                c, sample=sample, progress=(lambda _h, _s: bar.advance(bar.task_ids[0])) if bar else None
+                c.catalog,
+                c.objects,
+                sample=sample,
+                progress=(lambda _h, _s: bar.advance(bar.task_ids[0])) if bar else None,
             )
         finally:
             if bar is not None:

@@ -63,10 +63,12 @@ class Context:
 def init_store(root: Path, *, actor: str | None = None, clock: Callable[[], datetime] = system_clock) -> bool:
     """Create the store layout of SPEC.md at ``root``; return False when it existed already (idempotent)."""
     actor = actor or default_actor()
+    root = root.absolute()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        # Evidence is confidential (Art. 3-4, 25): the owner and the avlog group only.
+        root.mkdir(mode=0o750, parents=True, exist_ok=True)
         for sub in ("objects", "tmp", "discs"):
-            (root / sub).mkdir(exist_ok=True)
+            (root / sub).mkdir(mode=0o750, exist_ok=True)
         settings_path = root / SETTINGS_NAME
         if not settings_path.exists():
             settings_path.write_text(DEFAULT_TOML, encoding="utf-8")

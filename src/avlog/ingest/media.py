@@ -58,7 +58,6 @@ SYSTEM_FOLDERS = frozenset(
         "LOST.DIR",
         "FOUND.000",
         ".thumbnails",
-        "MISC",
     )
 )
 SYSTEM_FILES = frozenset(name.lower() for name in ("Thumbs.db", "desktop.ini", ".DS_Store", "autorun.inf"))

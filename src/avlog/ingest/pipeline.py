@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO, Protocol
 
 from avlog.context import Context
@@ -25,7 +25,7 @@ from avlog.ingest import timeline
 from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
 from avlog.ingest.sources import Source, SourceEntry
 from avlog.store.hashing import Digests, copy_and_hash
-from avlog.store.objects import PutResult
+from avlog.store.objects import CopyNotProven, PutResult
 from avlog.timefmt import from_db, to_db
 
 #: Files copied at once from a folder source: on two cores this keeps both busy hashing.
@@ -145,7 +145,7 @@ class IngestReport:
 def _plan(source: Source, report: IngestReport) -> Iterator[tuple[SourceEntry, str]]:
     """The recordings on the card, with their kind; counts what is skipped and why."""
     for entry in source.entries():
-        reason = skip_reason(entry.path)
+        reason = "not_a_file" if entry.special else skip_reason(entry.path)
         kind = None
         if reason is None:
             kind = kind_by_extension(entry.path)
@@ -437,7 +437,7 @@ def _settle(
         item.status, item.error = "failed", str(exc)
         report.aborted = _("not ingested: the store's disk is full")
         _try_record_failure(ctx, report, item)
-    except SourceReadError as exc:
+    except (SourceReadError, CopyNotProven) as exc:
         item.status, item.error = "failed", str(exc)
         _try_record_failure(ctx, report, item)
     except OSError as exc:  # the card side is wrapped as SourceReadError: this is the store failing
@@ -469,8 +469,40 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
         for row in catalog.clips(ingest_id=report.ingest_id)
         if row["id"] in fresh
     ]
+    ingest_settings = ctx.settings.ingest
+    plausible = [
+        c.start
+        for c in clips
+        if c.start is not None
+        and report.finished_at - timedelta(days=ingest_settings.implausible_age_days)
+        <= c.start
+        <= report.finished_at + timedelta(seconds=ingest_settings.future_tolerance_s)
+    ]
+    neighbours: list[timeline.ClipTimes] = []
+    if plausible:
+        ends = [c.end for c in clips if c.end is not None and c.start in plausible]
+        rows = catalog.query(
+            "SELECT id, blake3, media_kind, recorded_start, recorded_end FROM clips "
+            "WHERE device_serial = ? AND state = 'stored' AND ingest_id != ? "
+            "AND recorded_end >= ? AND recorded_start <= ?",
+            [report.device_serial, report.ingest_id, to_db(min(plausible)), to_db(max(ends + plausible))],
+        )
+        neighbours = [
+            timeline.ClipTimes(
+                id=r["id"],
+                blake3=r["blake3"],
+                kind=r["media_kind"],
+                start=from_db(r["recorded_start"]),
+                end=from_db(r["recorded_end"]),
+            )
+            for r in rows
+        ]
     report.findings = timeline.check(
-        clips, ingested_at=report.finished_at, settings=ctx.settings.ingest, tz=ctx.settings.tz
+        clips,
+        ingested_at=report.finished_at,
+        settings=ingest_settings,
+        tz=ctx.settings.tz,
+        neighbours=neighbours,
     )
     newest = max((c.end for c in clips if c.end is not None), default=None)
     clock_notes = {
@@ -523,4 +555,6 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
             )
     except DiskFull:
         # The clips committed so far stand; the run stays "running" and the next run marks it interrupted.
-        report.aborted = report.aborted or _("not ingested: the store's disk is full")
+        report.aborted = report.aborted or _(
+            "the ingest's closing record and findings could not be written: the store's disk is full"
+        )

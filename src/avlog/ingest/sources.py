@@ -35,6 +35,7 @@ class SourceEntry:
     size: int
     mtime: datetime | None  # aware
     handle: Any = None  # the source's own reference to the file
+    special: bool = False  # a link, device or socket: listed so it is counted, never read
 
     @property
     def name(self) -> str:
@@ -82,9 +83,10 @@ class FolderSource:
                     st = full.lstat()
                 except FileNotFoundError:
                     continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue  # links, devices, sockets: never followed into
                 rel = full.relative_to(self.root).as_posix()
+                if not stat.S_ISREG(st.st_mode):
+                    yield SourceEntry(rel, 0, None, special=True)  # links are never followed
+                    continue
                 yield SourceEntry(
                     rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), (st.st_size, st.st_mtime_ns)
                 )

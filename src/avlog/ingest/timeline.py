@@ -41,9 +41,13 @@ def continuity(clips: Sequence[ClipTimes], *, gap_tolerance_s: float, overlap_to
     the same content are one recording; neither takes part.
     """
     findings: list[Finding] = []
+    first_of_content: dict[str, ClipTimes] = {}
+    for c in sorted(clips, key=lambda c: c.id):
+        first_of_content.setdefault(c.blake3, c)
+    distinct = list(first_of_content.values())
     for kind in sorted(CONTINUOUS_KINDS):  # a camera's video and a recorder's audio are separate streams
         timed = sorted(
-            (c for c in clips if c.kind == kind and c.start is not None and c.end is not None),
+            (c for c in distinct if c.kind == kind and c.start is not None and c.end is not None),
             key=lambda c: (c.start, c.id),
         )
         findings.extend(_continuity_of(timed, gap_tolerance_s, overlap_tolerance_s))
@@ -55,7 +59,7 @@ def _continuity_of(timed: list[ClipTimes], gap_tolerance_s: float, overlap_toler
     reach: ClipTimes | None = None  # the clip that recorded furthest so far
     for clip in timed:
         assert clip.start is not None and clip.end is not None
-        if reach is not None and reach.end is not None and clip.blake3 != reach.blake3:
+        if reach is not None and reach.end is not None:
             pause = (clip.start - reach.end).total_seconds()
             if pause > gap_tolerance_s:
                 findings.append(Finding("gap", clip.id, reach.id, pause))
@@ -101,8 +105,27 @@ def plausibility(
     return findings
 
 
-def check(clips: Sequence[ClipTimes], *, ingested_at: datetime, settings: IngestSettings, tz: tzinfo) -> list[Finding]:
-    """All timeline findings for one device's newly ingested clips."""
-    return continuity(
-        clips, gap_tolerance_s=settings.gap_tolerance_s, overlap_tolerance_s=settings.overlap_tolerance_s
-    ) + plausibility(clips, ingested_at=ingested_at, settings=settings, tz=tz)
+def check(
+    clips: Sequence[ClipTimes],
+    *,
+    ingested_at: datetime,
+    settings: IngestSettings,
+    tz: tzinfo,
+    neighbours: Sequence[ClipTimes] = (),
+) -> list[Finding]:
+    """All timeline findings for one device's newly ingested ``clips``.
+
+    ``neighbours`` are the device's clips already in the store that lie within
+    the new clips' time span: they take part in the continuity check (a file
+    ingested late fills its gap), but findings are reported only where a new
+    clip is involved. Clips whose time is implausible (a wrong clock) take no
+    part in continuity: their "gaps" would measure the clock, not the recording.
+    """
+    plausible = plausibility(clips, ingested_at=ingested_at, settings=settings, tz=tz)
+    wrong_clock = {f.clip_id for f in plausible if f.kind in ("future", "implausibly_old")}
+    new_ids = {c.id for c in clips}
+    together = [c for c in list(clips) + [n for n in neighbours if n.id not in new_ids] if c.id not in wrong_clock]
+    gaps = continuity(
+        together, gap_tolerance_s=settings.gap_tolerance_s, overlap_tolerance_s=settings.overlap_tolerance_s
+    )
+    return [f for f in gaps if f.clip_id in new_ids or f.other_clip_id in new_ids] + plausible

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from avlog.errors import DiskFull, NotFound, StoreError, UsageError
+from avlog.errors import AvlogError, DiskFull, NotFound, StoreError, UsageError
 from avlog.i18n import _
 from avlog.store import audit
 from avlog.store.migrations import migrate
@@ -92,7 +92,7 @@ class Catalog:
     def register_device(self, serial: str, *, custodian: str, unit: str, kind: str, label: str | None) -> Row:
         with self.change():
             if self.device(serial) is not None:
-                raise UsageError(_("device {serial} is registered already").format(serial=serial))
+                raise AvlogError(_("device {serial} is registered already").format(serial=serial))
             row = {
                 "serial": serial,
                 "custodian": custodian,

@@ -6,7 +6,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from avlog.context import Context
+from avlog.store.catalog import Catalog
+from avlog.store.objects import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -28,38 +29,39 @@ class VerifyReport:
 
 
 def verify_objects(
-    ctx: Context,
+    catalog: Catalog,
+    objects: ObjectStore,
     *,
     sample: int | None = None,
     seed: int | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> VerifyReport:
-    """Re-hash every object a stored clip needs (or a random ``sample`` of them), from disk.
+    """Re-hash (BLAKE3 and SHA-256) every object a stored clip needs, or a random ``sample``, from disk.
 
     Every failure is listed, none stops the run; the results and a summary
     entry go into the catalog.
     """
-    objects = ctx.catalog.live_objects()
+    rows = catalog.live_objects()
     report = VerifyReport(sampled=sample is not None)
-    if sample is not None and sample < len(objects):
-        objects = sorted(random.Random(seed).sample(objects, sample), key=lambda o: o["blake3"])
+    if sample is not None and sample < len(rows):
+        rows = sorted(random.Random(seed).sample(rows, sample), key=lambda o: o["blake3"])
     results: dict[str, str | None] = {}
-    for obj in objects:
-        problem = ctx.objects.check(obj["blake3"], obj["size"])
+    for obj in rows:
+        problem = objects.check(obj["blake3"], obj["size"], obj["sha256"])
         results[obj["blake3"]] = problem
         report.checked += 1
         if problem is None:
             report.ok += 1
         else:
-            clips = ctx.catalog.query(
+            clips = catalog.query(
                 "SELECT id FROM clips WHERE blake3 = ? AND state = 'stored' ORDER BY id", [obj["blake3"]]
             )
             report.bad.append(BadObject(obj["blake3"], problem, [c["id"] for c in clips]))
         if progress is not None:
             progress(obj["blake3"], obj["size"])
-    catalogued = {row["blake3"] for row in ctx.catalog.query("SELECT blake3 FROM objects")}
-    report.unreferenced = [h for h in ctx.objects.iter_hexdigests() if h not in catalogued]
-    ctx.catalog.record_verification(
+    catalogued = {row["blake3"] for row in catalog.query("SELECT blake3 FROM objects")}
+    report.unreferenced = [h for h in objects.iter_hexdigests() if h not in catalogued]
+    catalog.record_verification(
         results,
         {
             "checked": report.checked,

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
+from avlog.timefmt import to_db
+
 
 def _initial(db: Database) -> None:
     db.table("devices").create(
@@ -192,7 +194,7 @@ def migrate(db: Database) -> list[str]:
                 db.execute("COMMIT")
                 continue
             step(db)
-            db.table("_migrations").insert({"name": name, "applied_at": datetime.now(UTC).isoformat()})
+            db.table("_migrations").insert({"name": name, "applied_at": to_db(datetime.now(UTC))})
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
         except BaseException:

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from avlog.errors import DiskFull, IntegrityError, StoreError
 from avlog.i18n import _
-from avlog.store.hashing import Digests, ProgressFn, blake3_of_file, copy_and_hash
+from avlog.store.hashing import Digests, ProgressFn, blake3_of_file, copy_and_hash, digests_of_file
 
 HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -137,16 +137,23 @@ class ObjectStore:
         return PutResult(digests=digests, created=created)
 
     def _install(self, tmp: Path, digests: Digests) -> bool:
+        """Link the proven copy into place; False when the store held this content already."""
         dest = self.path(digests.blake3)
-        if dest.is_file() and dest.stat().st_size == digests.size:
-            tmp.unlink()
-            return False
         parent = dest.parent
         if not parent.is_dir():
             parent.mkdir(parents=True, exist_ok=True)
             fsync_dir(parent.parent)
-        # Replaces a damaged object of the wrong size (found by verify) with the proven copy.
-        os.replace(tmp, dest)
+        try:
+            os.link(tmp, dest)  # atomic and never replaces: two copies of one content cannot both win
+        except FileExistsError:
+            if dest.stat().st_size == digests.size:
+                tmp.unlink()
+                return False
+            # A damaged object of the wrong size (found by verify) gives way to the proven copy.
+            os.replace(tmp, dest)
+            fsync_dir(parent)
+            return True
+        tmp.unlink()
         fsync_dir(parent)
         return True
 
@@ -156,17 +163,25 @@ class ObjectStore:
         path.unlink(missing_ok=True)
         fsync_dir(path.parent)
 
-    def check(self, hexdigest: str, expected_size: int | None = None) -> str | None:
-        """Re-hash one object: ``None`` when sound, else ``"missing"`` or ``"mismatch"``."""
+    def check(self, hexdigest: str, expected_size: int | None = None, expected_sha256: str | None = None) -> str | None:
+        """Re-read one object from disk and re-hash it: ``None`` when sound, else ``"missing"`` or ``"mismatch"``.
+
+        Both digests are recomputed in one pass, so an object that still has the
+        right BLAKE3 but a catalog SHA-256 that no longer fits is caught too.
+        """
         path = self.path(hexdigest)
         try:
-            actual, size = blake3_of_file(path, from_disk=True)
+            digests = digests_of_file(path, from_disk=True)
         except FileNotFoundError:
             return "missing"
         except IsADirectoryError:
             return "mismatch"
         except PermissionError as exc:
             raise StoreError(_("cannot read {path}: permission denied").format(path=path)) from exc
-        if actual != hexdigest or (expected_size is not None and size != expected_size):
+        if digests.blake3 != hexdigest:
+            return "mismatch"
+        if expected_size is not None and digests.size != expected_size:
+            return "mismatch"
+        if expected_sha256 is not None and digests.sha256 != expected_sha256:
             return "mismatch"
         return None

@@ -98,8 +98,11 @@ def make_fat32_image(source: Path, image: Path, size_mb: int = 64) -> Path:
     """A real FAT32 card image (mkfs.vfat) holding ``source``'s tree (mcopy, long UTF-8 names)."""
     require_tool("mkfs.vfat")
     require_tool("mcopy")
-    subprocess.run([shutil.which("mkfs.vfat"), "-F", "32", "-n", "CAMERA", "-C", str(image), str(size_mb * 1024)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [shutil.which("mkfs.vfat"), "-F", "32", "-n", "CAMERA", "-C", str(image), str(size_mb * 1024)],
+        check=True,
+        capture_output=True,
+    )
     entries = sorted(str(p) for p in source.iterdir())
     env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MTOOLS_SKIP_CHECK": "1"}
     subprocess.run(["mcopy", "-s", "-m", "-i", str(image), *entries, "::/"], check=True, capture_output=True, env=env)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import Cli, register
-
 from avlog.samples import SampleCard
+from conftest import Cli, register
 
 
 def test_demo_card_ingests_and_rerun_adds_nothing(cli: Cli, demo_card: SampleCard) -> None:

@@ -29,27 +29,27 @@ class AvlogGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AvlogError as exc:
-            render.err.print(f"avlog: {exc}", style="bold red", soft_wrap=True, markup=False)
+            render.error_line(str(exc))
             raise SystemExit(exc.exit_code) from None
         except sqlite3.DatabaseError as exc:
-            render.err.print(
-                "avlog: " + _("the catalog cannot be used: {reason}").format(reason=exc), style="bold red", markup=False
-            )
+            render.error_line(_("the catalog cannot be used: {reason}").format(reason=exc))
             raise SystemExit(1) from None
         except KeyboardInterrupt:
-            render.err.print("avlog: " + _("interrupted"), style="bold red")
+            render.error_line(_("interrupted"))
             raise SystemExit(130) from None
+        except OSError as exc:
+            render.error_line(
+                _("{reason}: {path}").format(reason=exc.strerror or type(exc).__name__, path=exc.filename or "")
+            )
+            raise SystemExit(1) from None
         except Exception as exc:
             # Typer's own usage errors and exits (click's, vendored or not) keep their meaning.
             if os.environ.get("AVLOG_DEBUG") or type(exc).__module__.startswith(("typer", "click")):
                 raise
-            render.err.print(
-                "avlog: "
-                + _("internal error: {kind}: {reason} (run again with AVLOG_DEBUG=1 for details)").format(
+            render.error_line(
+                _("internal error: {kind}: {reason} (run again with AVLOG_DEBUG=1 for details)").format(
                     kind=type(exc).__name__, reason=exc
-                ),
-                style="bold red",
-                markup=False,
+                )
             )
             raise SystemExit(1) from None
 
@@ -97,6 +97,7 @@ def main_options(
         Path | None,
         typer.Option(
             "--store",
+            readable=False,  # an unreadable store is reported by avlog in one line, not by the parser
             help=_("The store folder (default: $AVLOG_STORE, else the user data folder)."),
             show_default=False,
         ),
@@ -233,6 +234,7 @@ def ingest(
         Path | None,
         typer.Option(
             "--from",
+            readable=False,
             help=_("A folder, or a raw FAT32/exFAT card image or block device (read-only)."),
             show_default=False,
         ),

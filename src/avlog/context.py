@@ -95,8 +95,12 @@ def open_context(
     clock: Callable[[], datetime] = system_clock,
 ) -> Context:
     """Open an existing store; a missing one is a clear error, never silently created."""
-    root = (root or default_store_path()).expanduser()
-    if not (root / CATALOG_NAME).is_file():
+    root = (root or default_store_path()).expanduser().absolute()
+    try:
+        present = (root / CATALOG_NAME).is_file()
+    except PermissionError as exc:
+        raise StoreError(_("cannot open the store at {path}: permission denied").format(path=root)) from exc
+    if not present:
         raise StoreError(_("no avlog store at {path}; create one with: avlog --store {path} init").format(path=root))
     settings = load_settings(root / SETTINGS_NAME)
     actor = actor or default_actor()

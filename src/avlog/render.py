@@ -33,6 +33,16 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+def error_line(message: str) -> None:
+    """The one line a failure prints on stderr: never wrapped, red on a terminal."""
+    text = "avlog: " + " ".join(message.split())
+    if err.is_terminal:
+        err.print(text, style="bold red", markup=False, highlight=False, soft_wrap=True)
+    else:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
 def emit_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -145,6 +145,9 @@ class IngestReport:
 def _plan(source: Source, report: IngestReport) -> Iterator[tuple[SourceEntry, str]]:
     """The recordings on the card, with their kind; counts what is skipped and why."""
     for entry in source.entries():
+        if entry.error is not None:
+            yield entry, "unreadable"
+            continue
         reason = "not_a_file" if entry.special else skip_reason(entry.path)
         kind = None
         if reason is None:
@@ -191,15 +194,21 @@ def _open(source: Source, entry: SourceEntry) -> BinaryIO:
 
 
 def _copy(
-    ctx: Context, source: Source, entry: SourceEntry, progress: IngestProgress, known: dict[str, Any] | None
+    ctx: Context,
+    source: Source,
+    entry: SourceEntry,
+    progress: IngestProgress,
+    known: dict[str, Any] | None,
+    damaged: frozenset[str],
 ) -> tuple[Digests, bool]:
     """Copy one file into the store; returns its digests and whether a new object was written.
 
     A file already catalogued for this device under this path and size is first
     only hashed: when it still has the same content and its object is present,
-    nothing is written.
+    nothing is written. An object that ``verify`` found damaged is replaced by
+    the proven copy.
     """
-    if known is not None and ctx.objects.exists(known["blake3"]):
+    if known is not None and known["blake3"] not in damaged and ctx.objects.exists(known["blake3"]):
         with _open(source, entry) as raw:
             digests = copy_and_hash(_GuardedReader(raw, entry.path), None, progress.advance)  # type: ignore[arg-type]
         _check_complete(source, entry, digests)
@@ -211,6 +220,7 @@ def _copy(
             _GuardedReader(raw, entry.path),  # type: ignore[arg-type]
             progress.advance,
             lambda d: _check_complete(source, entry, d),
+            replace=damaged.__contains__,
         )
     return result.digests, result.created
 
@@ -243,6 +253,14 @@ def _record(
             "INSERT OR IGNORE INTO objects (blake3, sha256, size, stored_at) VALUES (?, ?, ?, ?)",
             [digests.blake3, digests.sha256, digests.size, now],
         )
+        if item.status == "stored":
+            repaired = db.execute(
+                "UPDATE objects SET last_verify_result = 'repaired', last_verified_at = ? "
+                "WHERE blake3 = ? AND last_verify_result IN ('mismatch', 'missing')",
+                [now, digests.blake3],
+            ).rowcount
+            if repaired:
+                catalog.audit("object.repair", f"object:{digests.blake3}", {"ingest": report.ingest_id}, at=now)
         existing = catalog.clip_by_key(report.device_serial, entry.path, digests.blake3)
         if existing is not None:
             item.clip_id, item.new_clip = existing["id"], False
@@ -387,11 +405,19 @@ def ingest(
     # Copies run on worker threads (hashing and writing release the GIL); catalog work stays on this
     # thread, in card order. A raw card shares one file handle and is read one file at a time.
     workers = PARALLEL_FILES if source.parallel_reads else 1
+    damaged = frozenset(
+        row["blake3"]
+        for row in catalog.query("SELECT blake3 FROM objects WHERE last_verify_result IN ('mismatch', 'missing')")
+    )
     in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool]]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
         for entry, kind in plan:
             item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
             report.items.append(item)
+            if entry.error is not None:
+                item.media_kind, item.error = None, entry.error
+                _try_record_failure(ctx, report, item)
+                continue
             if report.aborted:
                 item.error = report.aborted
                 continue
@@ -401,7 +427,8 @@ def ingest(
                 [device_serial, entry.path, entry.size],
             )
             progress.file(entry.path, entry.size)
-            in_flight.append((entry, item, pool.submit(_copy, ctx, source, entry, progress, known)))
+            copy = pool.submit(_copy, ctx, source, entry, progress, known, damaged)
+            in_flight.append((entry, item, copy))
             while len(in_flight) >= workers:
                 _settle(ctx, report, *in_flight.popleft(), new_clips)
         while in_flight:

@@ -36,6 +36,7 @@ class SourceEntry:
     mtime: datetime | None  # aware
     handle: Any = None  # the source's own reference to the file
     special: bool = False  # a link, device or socket: listed so it is counted, never read
+    error: str | None = None  # set when the entry could not even be listed (an unreadable folder)
 
     @property
     def name(self) -> str:
@@ -71,10 +72,14 @@ class FolderSource:
         self.location = str(root)
 
     def entries(self) -> Iterator[SourceEntry]:
-        def walk_error(exc: OSError) -> None:
-            raise SourceError(_("cannot read {path}: {reason}").format(path=exc.filename, reason=exc.strerror)) from exc
-
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=walk_error):
+        unreadable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable.append):
+            if unreadable and Path(unreadable[0].filename or "") == self.root:
+                exc = unreadable[0]
+                raise SourceError(
+                    _("cannot read {path}: {reason}").format(path=self.root, reason=exc.strerror)
+                ) from exc
+            yield from self._unreadable(unreadable)
             dirnames.sort()
             base = Path(dirpath)
             for name in sorted(filenames):
@@ -90,6 +95,17 @@ class FolderSource:
                 yield SourceEntry(
                     rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), (st.st_size, st.st_mtime_ns)
                 )
+        if unreadable and Path(unreadable[0].filename or "") == self.root:
+            raise SourceError(_("cannot read {path}: {reason}").format(path=self.root, reason=unreadable[0].strerror))
+        yield from self._unreadable(unreadable)
+
+    def _unreadable(self, errors: list[OSError]) -> Iterator[SourceEntry]:
+        """A folder of the card that cannot be listed fails on its own; the rest of the card goes on."""
+        while errors:
+            exc = errors.pop(0)
+            rel = Path(exc.filename or "?").relative_to(self.root).as_posix() + "/"
+            reason = _("cannot list this folder: {reason}").format(reason=exc.strerror)
+            yield SourceEntry(rel, 0, None, error=reason)
 
     def open(self, entry: SourceEntry) -> BinaryIO:
         return open(self.root / entry.path, "rb", buffering=0)  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,13 @@ def _is_disk_full(exc: sqlite3.Error) -> bool:
     return "disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13  # SQLITE_FULL
 
 
+def _no_room(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
+
+
 class Catalog:
     def __init__(self, path: Path, *, actor: str, clock: Callable[[], datetime]):
         self.path = path
@@ -46,6 +54,11 @@ class Catalog:
             self.db.execute("PRAGMA synchronous = FULL")
             migrate(self.db)
         except sqlite3.DatabaseError as exc:
+            if _no_room(path.parent):
+                # WAL needs its shared-memory file even to read: a full disk shows up as an I/O error.
+                raise DiskFull(
+                    _("the store's disk is full ({path}); free space and run again").format(path=path.parent)
+                ) from exc
             raise StoreError(_("cannot open the catalog {path}: {reason}").format(path=path, reason=exc)) from exc
 
     def close(self) -> None:

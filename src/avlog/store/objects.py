@@ -97,11 +97,14 @@ class ObjectStore:
         reader: BinaryIO,
         progress: ProgressFn | None = None,
         validate: Callable[[Digests], None] | None = None,
+        replace: Callable[[str], bool] | None = None,
     ) -> PutResult:
         """Copy ``reader`` into the store, proving the copy; idempotent for the same content.
 
         ``validate`` sees the digests before anything is installed; if it raises,
-        the partial copy is removed and nothing enters ``objects/``.
+        the partial copy is removed and nothing enters ``objects/``. When
+        ``replace(hexdigest)`` is true, an existing object of that name (one found
+        damaged) gives way to the proven copy.
         """
         self.tmp.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / f"{os.getpid()}-{secrets.token_hex(8)}.part"
@@ -123,7 +126,7 @@ class ObjectStore:
                     )
                 )
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            created = self._install(tmp, digests)
+            created = self._install(tmp, digests, bool(replace and replace(digests.blake3)))
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -136,7 +139,7 @@ class ObjectStore:
             raise
         return PutResult(digests=digests, created=created)
 
-    def _install(self, tmp: Path, digests: Digests) -> bool:
+    def _install(self, tmp: Path, digests: Digests, replace: bool = False) -> bool:
         """Link the proven copy into place; False when the store held this content already."""
         dest = self.path(digests.blake3)
         parent = dest.parent
@@ -146,7 +149,7 @@ class ObjectStore:
         try:
             os.link(tmp, dest)  # atomic and never replaces: two copies of one content cannot both win
         except FileExistsError:
-            if dest.stat().st_size == digests.size:
+            if dest.stat().st_size == digests.size and not replace:
                 tmp.unlink()
                 return False
             # A damaged object of the wrong size (found by verify) gives way to the proven copy.

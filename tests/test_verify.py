@@ -180,3 +180,28 @@ def test_all_is_the_default(cli: Cli, ingested: SampleCard) -> None:
     result = cli("verify", "--all", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["checked"] == len(distinct_contents(ingested))
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete"])
+def test_reingesting_the_card_repairs_what_verify_found(
+    cli: Cli, store: Path, ingested: SampleCard, damage: str
+) -> None:
+    victim = sorted(distinct_contents(ingested))[0]
+    path = object_path(store, victim)
+    clips_before = query(store, "SELECT id, blake3, original_path FROM clips ORDER BY id")
+    if damage == "flip":
+        flip_one_byte(path)
+    else:
+        path.unlink()
+    assert cli("verify").exit_code == 3
+    again = cli("ingest", "--from", str(ingested.root), "--device-serial", "BC-0001", "--json")
+    assert again.exit_code == 0, again.stderr
+    doc = json.loads(again.stdout)
+    assert [c["status"] for c in doc["clips"] if c["blake3"] == victim][0] == "stored"
+    assert blake3.blake3(path.read_bytes()).hexdigest() == victim
+    assert oct(path.stat().st_mode & 0o777) == "0o444"
+    assert cli("verify").exit_code == 0
+    repairs = query(store, "SELECT subject FROM audit WHERE action = 'object.repair'")
+    assert repairs == [{"subject": f"object:{victim}"}]
+    # The repair restores the bytes; the catalog's clips stay exactly as they were.
+    assert query(store, "SELECT id, blake3, original_path FROM clips ORDER BY id") == clips_before

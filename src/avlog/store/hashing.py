@@ -9,15 +9,18 @@ the GIL on large buffers, so two cores work at once.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import blake3
 
 CHUNK_SIZE = 8 << 20
+_FADVISE = hasattr(os, "posix_fadvise")
 
 ProgressFn = Callable[[int], None]
 
@@ -61,11 +64,12 @@ def copy_and_hash(reader: BinaryIO, fd: int | None, progress: ProgressFn | None 
     """Stream ``reader`` into file descriptor ``fd`` (or nowhere) and return both digests.
 
     The chunk handed to the SHA-256 thread is the one the writer just wrote, so
-    what is hashed is exactly what is written.
+    what is hashed is exactly what is written. Each written chunk's writeback is
+    started while the next one is hashed, so the final fsync finds little left.
     """
     b3 = blake3.blake3()
     sha = hashlib.sha256()
-    size = 0
+    size = _last = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
         pending: Future[None] | None = None
         for view in iter_chunks(reader):
@@ -75,6 +79,10 @@ def copy_and_hash(reader: BinaryIO, fd: int | None, progress: ProgressFn | None 
             b3.update(view)
             if fd is not None:
                 _write_all(fd, view)
+                if size and _FADVISE:
+                    # On Linux, DONTNEED on dirty pages starts their writeback without waiting for it.
+                    os.posix_fadvise(fd, size - _last, _last, os.POSIX_FADV_DONTNEED)
+                _last = len(view)
             size += len(view)
             if progress is not None:
                 progress(len(view))
@@ -83,27 +91,69 @@ def copy_and_hash(reader: BinaryIO, fd: int | None, progress: ProgressFn | None 
     return Digests(blake3=b3.hexdigest(), sha256=sha.hexdigest(), size=size)
 
 
-def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> tuple[str, int]:
-    """BLAKE3 hex digest and size of the file at ``path``.
+@contextmanager
+def _mapped(fd: int, size: int, *, drop_cache: bool) -> Iterator[memoryview | None]:
+    """A file of the store as one read-only memoryview (no copy into a buffer); None when empty.
 
-    With ``from_disk`` the file's cached pages are dropped first (after the
-    caller's fsync they are clean), so the bytes hashed are read back from the
-    storage device rather than from memory.
+    With ``drop_cache`` its cached pages are dropped first (after the writer's
+    fsync they are clean), so every byte comes back from the storage device.
+    Only the store's own files are mapped: a card that vanishes under a map
+    would kill the process, so sources are always read with ``readinto``.
+    Callers release every slice they take before the map closes.
     """
+    if drop_cache and _FADVISE:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    if size == 0:
+        yield None
+        return
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+        view = memoryview(mapped)
+        try:
+            yield view
+        finally:
+            view.release()
+
+
+def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> tuple[str, int]:
+    """BLAKE3 hex digest and size of the store file at ``path`` (``from_disk``: past the page cache)."""
     b3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        if from_disk and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        for view in iter_chunks(f):  # type: ignore[arg-type]
-            b3.update(view)
-            size += len(view)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        with _mapped(fd, size, drop_cache=from_disk) as view:
+            for offset in range(0, size, CHUNK_SIZE):
+                assert view is not None
+                with view[offset : offset + CHUNK_SIZE] as chunk:
+                    b3.update(chunk)
+    finally:
+        os.close(fd)
     return b3.hexdigest(), size
 
 
 def digests_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> Digests:
-    """Both digests of a file, read once (with ``from_disk``, past the page cache as above)."""
-    with open(path, "rb", buffering=0) as f:
-        if from_disk and hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        return copy_and_hash(f, None)  # type: ignore[arg-type]
+    """Both digests of a store file, read once (``from_disk``: past the page cache)."""
+    b3 = blake3.blake3()
+    sha = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        with (
+            _mapped(fd, size, drop_cache=from_disk) as view,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool,
+        ):
+            pending: tuple[Future[None], memoryview] | None = None
+            for offset in range(0, size, CHUNK_SIZE):
+                assert view is not None
+                chunk = view[offset : offset + CHUNK_SIZE]
+                if pending is not None:
+                    pending[0].result()
+                    pending[1].release()
+                pending = (pool.submit(sha.update, chunk), chunk)
+                b3.update(chunk)
+            if pending is not None:
+                pending[0].result()
+                pending[1].release()
+    finally:
+        os.close(fd)
+    return Digests(blake3=b3.hexdigest(), sha256=sha.hexdigest(), size=size)

@@ -244,11 +244,21 @@ def test_allow_unregistered_stores_the_clips_marked(cli: Cli, store: Path, demo_
     assert all(c["unregistered_device"] is False for c in ls(cli, "--device", "BC-0002"))
 
 
-def test_ingest_without_from_is_a_usage_error(cli: Cli) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--from", "/tmp"],  # a named card needs its device
+        ["--from", "/tmp", "--device-serial", "BC-0001", "--wait"],  # a named card is not waited for
+        ["--from", "/tmp", "--device-serial", "BC-0001", "--device", "/dev/sdb1"],
+        ["--timeout", "5"],  # --timeout belongs to --wait
+    ],
+)
+def test_contradictory_ingest_options_are_usage_errors(cli: Cli, args: list[str]) -> None:
     register(cli)
-    result = cli("ingest", "--device-serial", "BC-0001")
-    assert result.exit_code == 2
+    result = cli("ingest", *args)
+    assert result.exit_code == 2, result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("avlog: ")
 
 
 def test_ingest_from_a_missing_path_fails_in_one_line(cli: Cli, store: Path) -> None:

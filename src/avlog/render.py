@@ -189,6 +189,12 @@ FINDING_TEXT = {
     "future": N_("dated {duration} in the future: check the recorder's clock (Art. 11)"),
     "implausibly_old": N_("dated {duration} ago: check the recorder's clock (Art. 11)"),
     "late_handover": N_("handed over {duration} after it ended, not on the recording day (Art. 18)"),
+    "clock_ahead": N_(
+        "the newest clip ends {duration} after the recorder was plugged in: its clock runs ahead (Art. 11)"
+    ),
+    "clock_behind": N_(
+        "the newest clip is dated {duration} before the previous handover: the recorder's clock runs behind (Art. 11)"
+    ),
 }
 
 
@@ -241,7 +247,15 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
         "bytes_stored": report.bytes_stored,
         "skipped": report.skipped,
         "findings": [finding_json(f) for f in report.findings],
+        "clock": {
+            "plugged_at": report.plugged_at.astimezone(tz).isoformat(timespec="seconds") if report.plugged_at else None,
+            "newest_clip_end": report.clock.newest_end.astimezone(tz).isoformat(timespec="seconds")
+            if report.clock and report.clock.newest_end
+            else None,
+            "verdict": report.clock.finding.kind if report.clock and report.clock.finding else "ok",
+        },
         "aborted": report.aborted,
+        "stopped": report.stopped,
     }
 
 
@@ -324,3 +338,57 @@ def audit_rows_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
             ", ".join(f"{k}={v}" for k, v in details.items())[:100],
         )
     return table
+
+
+def identity_json(identity: Any) -> dict[str, Any]:
+    """One attached USB storage device, as ``device scan`` and plug-in ingest report it."""
+    d = identity.device
+    return {
+        "node": d.node,
+        "vendor_id": d.vendor_id,
+        "model_id": d.model_id,
+        "vendor": d.vendor,
+        "model": d.model,
+        "serial": identity.serial,
+        "serial_from": identity.how,
+        "fs_type": d.fs_type,
+        "fs_label": d.fs_label,
+        "fs_uuid": d.fs_uuid,
+        "mountpoint": d.mount.path if d.mount else None,
+        "mounted_read_write": d.mount.read_write if d.mount else None,
+        "registered": identity.registered is not None,
+        "custodian": identity.custodian,
+        "unit": identity.registered["unit"] if identity.registered else None,
+    }
+
+
+def log(message: str) -> None:
+    """One timestamped line on stderr, for long-running modes (journald keeps it)."""
+    from datetime import datetime
+
+    sys.stderr.write(f"{datetime.now().astimezone().isoformat(timespec='seconds')} avlog: {message}\n")
+    sys.stderr.flush()
+
+
+def ingest_line(report: IngestReport, node: str) -> str:
+    """An ingest in one line, for the watch log."""
+    findings: dict[str, int] = {}
+    for f in report.findings:
+        findings[f.kind] = findings.get(f.kind, 0) + 1
+    text = _(
+        "{node}: ingest #{id} of {serial} {status}: {stored} stored, {dups} already in the store, {failed} failed"
+    ).format(
+        node=node,
+        id=report.ingest_id,
+        serial=report.device_serial,
+        status=_(report.status),
+        stored=report.stored,
+        dups=report.duplicates,
+        failed=report.failed,
+    )
+    if findings:
+        text += "; " + _("findings: {list}").format(list=", ".join(f"{k} {n}" for k, n in sorted(findings.items())))
+    failed = [f"{i.original_path}: {i.error}" for i in report.items if i.status == "failed"]
+    if failed:
+        text += "; " + "; ".join(failed)
+    return text

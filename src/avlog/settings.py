@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,13 @@ implausible_age_days = 365
 # within this many hours of the end of the recording.
 handover_deadline_hours = 24
 
+# Recorders that expose no USB serial (or a shared one) name themselves in a file
+# on their card. One [[ingest.profile]] per vendor (USB vendor id, optional model id):
+# [[ingest.profile]]
+# vendor_id = "1d6b"
+# serial_file = "DEVICE.INI"
+# serial_pattern = 'serial=(\\S+)'
+
 [retention]
 # Art. 19: ordinary footage is kept at least 183 days (six months) from the end
 # of its recording. A smaller value is refused.
@@ -55,12 +63,23 @@ default_media = "bd25"
 
 
 @dataclass(frozen=True)
+class VendorProfile:
+    """Where a recorder of this vendor (and model) writes its serial number on its card."""
+
+    vendor_id: str
+    serial_file: str
+    serial_pattern: str
+    model_id: str | None = None
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     gap_tolerance_s: float = 10.0
     overlap_tolerance_s: float = 2.0
     future_tolerance_s: float = 300.0
     implausible_age_days: int = 365
     handover_deadline_hours: float = 24.0
+    profiles: tuple[VendorProfile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,31 @@ def _number(section: dict[str, Any], key: str, default: float, where: str, *, mi
             )
         )
     return value
+
+
+def _profiles(entries: Any, source: str) -> tuple[VendorProfile, ...]:
+    if not isinstance(entries, list):
+        raise SettingsError(_("{source}: ingest.profile must be a list of tables").format(source=source))
+    profiles = []
+    for entry in entries:
+        try:
+            profile = VendorProfile(
+                vendor_id=str(entry["vendor_id"]).lower(),
+                serial_file=str(entry["serial_file"]),
+                serial_pattern=str(entry["serial_pattern"]),
+                model_id=str(entry["model_id"]).lower() if "model_id" in entry else None,
+            )
+            if re.compile(profile.serial_pattern).groups < 1:
+                raise ValueError("no group")
+        except (KeyError, TypeError, ValueError, re.error) as exc:
+            raise SettingsError(
+                _(
+                    "{source}: each ingest.profile needs vendor_id, serial_file and a serial_pattern "
+                    "with one (group) for the serial"
+                ).format(source=source)
+            ) from exc
+        profiles.append(profile)
+    return tuple(profiles)
 
 
 def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings:
@@ -129,6 +173,7 @@ def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings
             future_tolerance_s=_number(ingest, "future_tolerance_s", 300, "ingest"),
             implausible_age_days=int(_number(ingest, "implausible_age_days", 365, "ingest", minimum=1)),
             handover_deadline_hours=_number(ingest, "handover_deadline_hours", 24, "ingest", minimum=1),
+            profiles=_profiles(ingest.get("profile", []), source),
         ),
         retention=RetentionSettings(
             min_days=min_days,

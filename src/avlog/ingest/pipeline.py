@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -62,7 +62,7 @@ class SourceReadError(AvlogError):
     """The card could not be read (unplugged, I/O error, the file changed while being read)."""
 
 
-class _GuardedReader:
+class GuardedReader:
     """Wraps a source file so that its read errors are told apart from the store's write errors."""
 
     def __init__(self, raw: BinaryIO, path: str):
@@ -118,6 +118,9 @@ class IngestReport:
     skipped: dict[str, int] = field(default_factory=dict)
     findings: list[timeline.Finding] = field(default_factory=list)
     aborted: str | None = None  # why the run stopped early (a full disk)
+    stopped: bool = False  # asked to stop (SIGTERM in watch mode); the rest waits for the next run
+    plugged_at: datetime | None = None
+    clock: timeline.ClockCheck | None = None
 
     @property
     def stored(self) -> int:
@@ -138,7 +141,7 @@ class IngestReport:
     @property
     def status(self) -> str:
         if self.failed == 0:
-            return "done"
+            return "stopped" if self.stopped else "done"
         return "partial" if self.failed < len(self.items) else "failed"
 
 
@@ -210,14 +213,14 @@ def _copy(
     """
     if known is not None and known["blake3"] not in damaged and ctx.objects.exists(known["blake3"]):
         with _open(source, entry) as raw:
-            digests = copy_and_hash(_GuardedReader(raw, entry.path), None, progress.advance)  # type: ignore[arg-type]
+            digests = copy_and_hash(GuardedReader(raw, entry.path), None, progress.advance)  # type: ignore[arg-type]
         _check_complete(source, entry, digests)
         if digests.blake3 == known["blake3"]:
             return digests, False
         progress.advance(-digests.size)
     with _open(source, entry) as raw:
         result: PutResult = ctx.objects.put(
-            _GuardedReader(raw, entry.path),  # type: ignore[arg-type]
+            GuardedReader(raw, entry.path),  # type: ignore[arg-type]
             progress.advance,
             lambda d: _check_complete(source, entry, d),
             replace=damaged.__contains__,
@@ -338,8 +341,16 @@ def ingest(
     *,
     allow_unregistered: bool = False,
     progress: IngestProgress | None = None,
+    plugged_at: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> IngestReport:
-    """Ingest every recording of ``source`` as coming from device ``device_serial``."""
+    """Ingest every recording of ``source`` as coming from device ``device_serial``.
+
+    ``plugged_at`` is when the recorder was seen attached (for the Art. 11 clock
+    check; default: the start of the run). When ``should_stop`` turns true, the
+    files already being copied are finished and committed, the rest are left
+    for the next run, and the run ends as ``stopped``.
+    """
     progress = progress or NoProgress()
     catalog = ctx.catalog
     device = catalog.device(device_serial)
@@ -363,6 +374,7 @@ def ingest(
         source=source.location,
         source_kind=source.kind,
         started_at=started,
+        plugged_at=plugged_at or started,
     )
     plan = list(_plan(source, report))
     with catalog.change() as db:
@@ -421,6 +433,10 @@ def ingest(
             if report.aborted:
                 item.error = report.aborted
                 continue
+            if should_stop is not None and should_stop():
+                report.stopped = True
+                report.items.pop()
+                break
             known = catalog.one(
                 "SELECT blake3 FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
                 "ORDER BY id DESC LIMIT 1",
@@ -531,11 +547,28 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
         tz=ctx.settings.tz,
         neighbours=neighbours,
     )
-    newest = max((c.end for c in clips if c.end is not None), default=None)
+    previous = catalog.one(
+        "SELECT MAX(started_at) AS at FROM ingests WHERE device_serial = ? AND id != ? "
+        "AND status IN ('done', 'partial', 'stopped')",
+        [report.device_serial, report.ingest_id],
+    )
+    assert report.plugged_at is not None
+    report.clock = timeline.clock_check(
+        clips,
+        plugged_at=report.plugged_at,
+        previous_handover=from_db(previous["at"]) if previous else None,
+        settings=ingest_settings,
+    )
+    already = {(f.kind, f.clip_id) for f in report.findings}
+    if report.clock.finding is not None and ("future", report.clock.finding.clip_id) not in already:
+        report.findings.append(report.clock.finding)
+    newest = report.clock.newest_end
     clock_notes = {
-        "host_time": to_db(report.finished_at),
+        "plugged_at": to_db(report.plugged_at),
         "newest_clip_end": to_db(newest) if newest else None,
-        "host_minus_newest_s": round((report.finished_at - newest).total_seconds(), 1) if newest else None,
+        "host_minus_newest_s": round((report.plugged_at - newest).total_seconds(), 1) if newest else None,
+        "previous_handover": to_db(report.clock.previous_handover) if report.clock.previous_handover else None,
+        "verdict": report.clock.finding.kind if report.clock.finding else "ok",
     }
     try:
         with catalog.change() as db:

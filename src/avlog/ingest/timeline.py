@@ -129,3 +129,47 @@ def check(
         together, gap_tolerance_s=settings.gap_tolerance_s, overlap_tolerance_s=settings.overlap_tolerance_s
     )
     return [f for f in gaps if f.clip_id in new_ids or f.other_clip_id in new_ids] + plausible
+
+
+@dataclass(frozen=True)
+class ClockCheck:
+    """Art. 11: is the recorder's clock right? Judged from its newest new clip at plug-in."""
+
+    plugged_at: datetime
+    newest_end: datetime | None
+    previous_handover: datetime | None
+    finding: Finding | None
+
+
+def clock_check(
+    clips: Sequence[ClipTimes],
+    *,
+    plugged_at: datetime,
+    previous_handover: datetime | None,
+    settings: IngestSettings,
+) -> ClockCheck:
+    """Compare the newest new clip with the host's clock at plug-in and with the last handover.
+
+    A clip new to the store was recorded after the device's previous handover,
+    so one dated before it shows a clock running behind; a newest clip that
+    ends after the plug-in shows a clock running ahead.
+    """
+    timed = [c for c in clips if c.end is not None]
+    if not timed:
+        return ClockCheck(plugged_at, None, previous_handover, None)
+    newest = max(timed, key=lambda c: (c.end, c.id))
+    assert newest.end is not None
+    finding = None
+    ahead = (newest.end - plugged_at).total_seconds()
+    if ahead > settings.future_tolerance_s:
+        finding = Finding("clock_ahead", newest.id, seconds=ahead, detail={"plugged_at": plugged_at.isoformat()})
+    elif previous_handover is not None and newest.end < previous_handover:
+        behind = (previous_handover - newest.end).total_seconds()
+        if behind > settings.future_tolerance_s:
+            finding = Finding(
+                "clock_behind",
+                newest.id,
+                seconds=behind,
+                detail={"previous_handover": previous_handover.isoformat()},
+            )
+    return ClockCheck(plugged_at, newest.end, previous_handover, finding)

@@ -1,0 +1,126 @@
+"""Clearing a recorder's card after ingest (Art. 18: officers keep no private copies).
+
+Nothing is deleted unless every recording of the run is committed in the
+catalog, its object re-reads from the store's disk with both digests right,
+and the file on the card still has the size and BLAKE3 it had when it was
+copied. Then exactly those recordings are deleted, nothing else, and the
+deletion is audited. Any doubt deletes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from avlog.context import Context
+from avlog.errors import PartialFailure
+from avlog.i18n import _
+from avlog.ingest.pipeline import GuardedReader, IngestReport, SourceReadError
+from avlog.ingest.sources import CardImageSource, FolderSource, Source
+from avlog.store.hashing import copy_and_hash
+from avlog.store.objects import fsync_dir
+
+
+class ClearRefused(PartialFailure):
+    """The card was not cleared: the reason says which doubt stopped it (exit 4)."""
+
+
+@dataclass
+class ClearReport:
+    deleted: list[str] = field(default_factory=list)
+
+
+def _refuse(reason: str) -> ClearRefused:
+    return ClearRefused(_("the card was not cleared, nothing was deleted: {reason}").format(reason=reason))
+
+
+def _check_writable(source: Source, confirmed: bool) -> None:
+    if isinstance(source, FolderSource):
+        if not os.access(source.root, os.W_OK):
+            raise _refuse(_("the card is not mounted read-write"))
+        return
+    if isinstance(source, CardImageSource) and source.kind == "fat":
+        if not confirmed:
+            raise _refuse(_("the card is read raw; confirm the deletion with --yes"))
+        if shutil.which("mdel") is None:
+            raise _refuse(_("deleting from a raw FAT card needs mtools (mdel)"))
+        return
+    raise _refuse(_("an exFAT card read raw cannot be cleared; mount it read-write and run again"))
+
+
+def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> None:
+    """Every recording is committed, sound in the store, and unchanged on the card."""
+    if report.stopped or report.aborted or report.failed:
+        raise _refuse(_("{n} file(s) were not ingested").format(n=report.failed or len(report.items)))
+    on_card = {e.path: e for e in source.entries() if not e.special and e.error is None}
+    for item in report.items:
+        assert item.blake3 is not None
+        clip = ctx.catalog.clip_by_key(report.device_serial, item.original_path, item.blake3)
+        if clip is None or clip["state"] != "stored":
+            raise _refuse(_("{path} is not committed in the catalog").format(path=item.original_path))
+        problem = ctx.objects.check(item.blake3, clip["size"], clip["sha256"])
+        if problem is not None:
+            raise _refuse(_("the store's copy of {path} is {problem}").format(path=item.original_path, problem=problem))
+        entry = on_card.get(item.original_path)
+        if entry is None or entry.size != clip["size"]:
+            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+        try:
+            with source.open(entry) as raw:
+                again = copy_and_hash(GuardedReader(raw, entry.path), None)  # type: ignore[arg-type]
+        except (OSError, EOFError, SourceReadError) as exc:
+            raise _refuse(
+                _("{path} cannot be read again: {reason}").format(path=item.original_path, reason=exc)
+            ) from exc
+        if again.blake3 != item.blake3 or again.size != clip["size"]:
+            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+
+
+def _delete(source: Source, paths: list[str]) -> None:
+    if isinstance(source, FolderSource):
+        folders = set()
+        for path in paths:
+            target = source.root / path
+            target.unlink()
+            folders.add(target.parent)
+        for folder in folders:
+            fsync_dir(folder)
+        return
+    assert isinstance(source, CardImageSource)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    done = subprocess.run(
+        ["mdel", "-i", source.location, *[f"::/{p}" for p in paths]], capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0:
+        raise PartialFailure(
+            _("mdel could not delete every recording from the card: {reason}").format(
+                reason=(done.stderr or done.stdout).strip()
+            )
+        )
+    subprocess.run(["sync"], check=False)
+
+
+def clear_card(ctx: Context, source: Source, report: IngestReport, *, confirmed: bool) -> ClearReport:
+    """Delete the run's recordings from the card once each is proven safe in the store."""
+    _check_writable(source, confirmed)
+    _prove_safe(ctx, source, report)
+    paths = [item.original_path for item in report.items]
+    files = [{"path": i.original_path, "blake3": i.blake3, "size": i.size} for i in report.items]
+    try:
+        _delete(source, paths)
+    except BaseException as exc:
+        with ctx.catalog.change():
+            ctx.catalog.audit(
+                "device.clear.failed",
+                f"device:{report.device_serial}",
+                {"ingest": report.ingest_id, "source": source.location, "files": files, "error": str(exc)},
+            )
+        raise
+    with ctx.catalog.change():
+        ctx.catalog.audit(
+            "device.clear",
+            f"device:{report.device_serial}",
+            {"ingest": report.ingest_id, "source": source.location, "files": files},
+        )
+    return ClearReport(deleted=paths)

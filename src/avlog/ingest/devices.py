@@ -1,0 +1,183 @@
+"""Recorders attached over USB, found with pyudev; which of them are registered; waiting for one.
+
+Only USB mass-storage block devices are considered (``ID_BUS=usb``): a
+partition with a filesystem, or a whole disk formatted without a partition
+table. A card that is mounted is read through its mount point (found in
+``/proc/self/mountinfo`` by major:minor); one that is not is read raw,
+read-only, from its device node.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyudev
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+@dataclass(frozen=True)
+class Mount:
+    path: str
+    read_write: bool
+
+
+@dataclass(frozen=True)
+class AttachedDevice:
+    node: str
+    sys_path: str
+    usb_serial: str | None
+    vendor_id: str | None
+    model_id: str | None
+    vendor: str | None
+    model: str | None
+    fs_type: str | None
+    fs_label: str | None
+    fs_uuid: str | None
+    major: int
+    minor: int
+    mount: Mount | None
+
+    @property
+    def description(self) -> str:
+        parts = [p for p in (self.vendor, self.model) if p]
+        return " ".join(parts) or f"{self.vendor_id or '?'}:{self.model_id or '?'}"
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def read_mounts(mountinfo: Path = MOUNTINFO) -> dict[tuple[int, int], Mount]:
+    """Mount points by the major:minor of what is mounted (the first mount of each wins)."""
+    mounts: dict[tuple[int, int], Mount] = {}
+    try:
+        text = mountinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return mounts
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or ":" not in fields[2]:
+            continue
+        major, minor = (int(x) for x in fields[2].split(":", 1))
+        options = fields[5].split(",")
+        mounts.setdefault((major, minor), Mount(_unescape(fields[4]), "rw" in options))
+    return mounts
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.replace("\\x20", " ").strip()
+    return value or None
+
+
+def from_udev(device: Any, mounts: dict[tuple[int, int], Mount]) -> AttachedDevice | None:
+    """An :class:`AttachedDevice` for a udev block device that is USB storage holding a filesystem."""
+    if device.subsystem != "block" or device.get("ID_BUS") != "usb":
+        return None
+    devtype = device.get("DEVTYPE")
+    if devtype not in ("partition", "disk") or not device.get("ID_FS_TYPE"):
+        return None  # a disk with partitions is represented by its partitions
+    node = device.device_node or device.get("DEVNAME")
+    if not node:
+        return None
+    major = int(device.get("MAJOR", 0) or 0)
+    minor = int(device.get("MINOR", 0) or 0)
+    usb = device.find_parent("usb", "usb_device")
+
+    def usb_attr(name: str) -> str | None:
+        if usb is None:
+            return None
+        try:
+            raw = usb.attributes.get(name)
+        except (KeyError, OSError):
+            return None
+        return raw.decode("utf-8", "replace").strip() if raw else None
+
+    return AttachedDevice(
+        node=node,
+        sys_path=device.sys_path,
+        usb_serial=_clean(device.get("ID_SERIAL_SHORT")) or usb_attr("serial"),
+        vendor_id=_clean(device.get("ID_VENDOR_ID")) or usb_attr("idVendor"),
+        model_id=_clean(device.get("ID_MODEL_ID")) or usb_attr("idProduct"),
+        vendor=_clean(device.get("ID_VENDOR")) or usb_attr("manufacturer"),
+        model=_clean(device.get("ID_MODEL")) or usb_attr("product"),
+        fs_type=device.get("ID_FS_TYPE"),
+        fs_label=_clean(device.get("ID_FS_LABEL")),
+        fs_uuid=device.get("ID_FS_UUID"),
+        major=major,
+        minor=minor,
+        mount=mounts.get((major, minor)),
+    )
+
+
+def list_attached(context: Any = None) -> list[AttachedDevice]:
+    """USB storage attached now, in device-node order."""
+    context = context or pyudev.Context()
+    mounts = read_mounts()
+    found = []
+    for device in context.list_devices(subsystem="block", ID_BUS="usb"):
+        attached = from_udev(device, mounts)
+        if attached is not None:
+            found.append(attached)
+    return sorted(found, key=lambda d: d.node)
+
+
+class PlugWatcher:
+    """Listens for USB storage being plugged in, from the moment it is created."""
+
+    def __init__(self, context: Any = None):
+        self.context = context or pyudev.Context()
+        self.monitor = pyudev.Monitor.from_netlink(self.context)
+        self.monitor.filter_by("block")
+        self.monitor.start()
+
+    def next_plugged(
+        self, *, timeout: float | None = None, should_stop: Callable[[], bool] = lambda: False
+    ) -> AttachedDevice | None:
+        """The next USB storage plugged in, or None after ``timeout`` seconds or once ``should_stop``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not should_stop():
+            wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            try:
+                readable, _w, _x = select.select([self.monitor], [], [], wait)
+            except InterruptedError:
+                continue
+            if not readable:
+                continue
+            device = self.monitor.poll(timeout=0)
+            if device is None or device.action != "add":
+                continue
+            attached = from_udev(device, read_mounts())
+            if attached is not None:
+                return attached
+        return None
+
+
+def watch_plugged(
+    *,
+    timeout: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    context: Any = None,
+) -> Iterator[AttachedDevice]:
+    """Yield USB storage as it is plugged in, until ``timeout`` seconds pass or ``should_stop``."""
+    watcher = PlugWatcher(context)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        attached = watcher.next_plugged(timeout=left, should_stop=should_stop)
+        if attached is None:
+            return
+        yield attached

@@ -259,6 +259,8 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
     }
 
 
+SKIP_TEXT = {"system": N_("system"), "not_media": N_("not recordings"), "not_a_file": N_("links or special files")}
+
 STATUS_STYLE = {"stored": "green", "duplicate": "cyan", "failed": "bold red"}
 
 
@@ -303,12 +305,7 @@ def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
             stored=report.stored, dups=report.duplicates, failed=report.failed, skipped=skipped
         )
         + (
-            " ("
-            + ", ".join(
-                f"{n} {_('system') if k == 'system' else _('not recordings')}"
-                for k, n in sorted(report.skipped.items())
-            )
-            + ")"
+            " (" + ", ".join(f"{n} {_(SKIP_TEXT.get(k, k))}" for k, n in sorted(report.skipped.items())) + ")"
             if skipped
             else ""
         )

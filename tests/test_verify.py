@@ -205,3 +205,22 @@ def test_reingesting_the_card_repairs_what_verify_found(
     assert repairs == [{"subject": f"object:{victim}"}]
     # The repair restores the bytes; the catalog's clips stay exactly as they were.
     assert query(store, "SELECT id, blake3, original_path FROM clips ORDER BY id") == clips_before
+
+
+def test_a_cut_object_is_repaired_by_the_next_ingest_even_before_verify(
+    cli: Cli, store: Path, ingested: SampleCard
+) -> None:
+    victim = sorted(distinct_contents(ingested))[-1]
+    path = object_path(store, victim)
+    mode = path.stat().st_mode
+    os.chmod(path, mode | 0o200)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    os.chmod(path, mode)
+    again = cli("ingest", "--from", str(ingested.root), "--device-serial", "BC-0001", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert blake3.blake3(path.read_bytes()).hexdigest() == victim
+    assert query(store, "SELECT subject FROM audit WHERE action = 'object.repair'") == [{"subject": f"object:{victim}"}]
+    assert query(store, "SELECT last_verify_result FROM objects WHERE blake3 = ?", [victim]) == [
+        {"last_verify_result": "repaired"}
+    ]

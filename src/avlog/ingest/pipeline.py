@@ -97,6 +97,7 @@ class ItemResult:
     sha256: str | None = None
     clip_id: int | None = None
     new_clip: bool = False
+    repaired: bool = False  # this copy replaced a damaged or missing object
     time_source: str | None = None
     probe_error: str | None = None
 
@@ -203,20 +204,20 @@ def _copy(
     progress: IngestProgress,
     known: dict[str, Any] | None,
     damaged: frozenset[str],
-) -> tuple[Digests, bool]:
-    """Copy one file into the store; returns its digests and whether a new object was written.
+) -> tuple[Digests, bool, bool]:
+    """Copy one file into the store: its digests, whether an object was written, whether that was a repair.
 
     A file already catalogued for this device under this path and size is first
     only hashed: when it still has the same content and its object is present,
     nothing is written. An object that ``verify`` found damaged is replaced by
     the proven copy.
     """
-    if known is not None and known["blake3"] not in damaged and ctx.objects.exists(known["blake3"]):
+    if known is not None and known["blake3"] not in damaged and ctx.objects.size(known["blake3"]) == entry.size:
         with _open(source, entry) as raw:
             digests = copy_and_hash(GuardedReader(raw, entry.path), None, progress.advance)  # type: ignore[arg-type]
         _check_complete(source, entry, digests)
         if digests.blake3 == known["blake3"]:
-            return digests, False
+            return digests, False, False
         progress.advance(-digests.size)
     with _open(source, entry) as raw:
         result: PutResult = ctx.objects.put(
@@ -225,7 +226,7 @@ def _copy(
             lambda d: _check_complete(source, entry, d),
             replace=damaged.__contains__,
         )
-    return result.digests, result.created
+    return result.digests, result.created, result.replaced or (result.created and result.digests.blake3 in damaged)
 
 
 def _check_complete(source: Source, entry: SourceEntry, digests: Digests) -> None:
@@ -256,14 +257,12 @@ def _record(
             "INSERT OR IGNORE INTO objects (blake3, sha256, size, stored_at) VALUES (?, ?, ?, ?)",
             [digests.blake3, digests.sha256, digests.size, now],
         )
-        if item.status == "stored":
-            repaired = db.execute(
-                "UPDATE objects SET last_verify_result = 'repaired', last_verified_at = ? "
-                "WHERE blake3 = ? AND last_verify_result IN ('mismatch', 'missing')",
+        if item.repaired:
+            db.execute(
+                "UPDATE objects SET last_verify_result = 'repaired', last_verified_at = ? WHERE blake3 = ?",
                 [now, digests.blake3],
-            ).rowcount
-            if repaired:
-                catalog.audit("object.repair", f"object:{digests.blake3}", {"ingest": report.ingest_id}, at=now)
+            )
+            catalog.audit("object.repair", f"object:{digests.blake3}", {"ingest": report.ingest_id}, at=now)
         existing = catalog.clip_by_key(report.device_serial, entry.path, digests.blake3)
         if existing is not None:
             item.clip_id, item.new_clip = existing["id"], False
@@ -421,7 +420,7 @@ def ingest(
         row["blake3"]
         for row in catalog.query("SELECT blake3 FROM objects WHERE last_verify_result IN ('mismatch', 'missing')")
     )
-    in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool]]]] = deque()
+    in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool, bool]]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
         for entry, kind in plan:
             item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
@@ -461,12 +460,12 @@ def _settle(
     report: IngestReport,
     entry: SourceEntry,
     item: ItemResult,
-    copy: Future[tuple[Digests, bool]],
+    copy: Future[tuple[Digests, bool, bool]],
     new_clips: list[int],
 ) -> None:
     """Wait for one file's copy, then probe it and commit its outcome (this thread owns the catalog)."""
     try:
-        digests, created = copy.result()
+        digests, created, item.repaired = copy.result()
         item.blake3, item.sha256 = digests.blake3, digests.sha256
         item.status = "stored" if created else "duplicate"
         info = None

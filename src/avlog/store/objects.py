@@ -33,6 +33,7 @@ class CopyNotProven(IntegrityError):
 class PutResult:
     digests: Digests
     created: bool  # False when the store already held this content
+    replaced: bool = False  # a damaged object of this name gave way to the proven copy
 
 
 def fsync_dir(path: Path) -> None:
@@ -64,6 +65,13 @@ class ObjectStore:
 
     def exists(self, hexdigest: str) -> bool:
         return self.path(hexdigest).is_file()
+
+    def size(self, hexdigest: str) -> int | None:
+        """The object file's size, or None when it is missing."""
+        try:
+            return self.path(hexdigest).stat().st_size
+        except FileNotFoundError:
+            return None
 
     def open(self, hexdigest: str) -> BinaryIO:
         return open(self.path(hexdigest), "rb")
@@ -126,7 +134,7 @@ class ObjectStore:
                     )
                 )
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            created = self._install(tmp, digests, bool(replace and replace(digests.blake3)))
+            outcome = self._install(tmp, digests, bool(replace and replace(digests.blake3)))
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -137,28 +145,28 @@ class ObjectStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return PutResult(digests=digests, created=created)
+        return PutResult(digests=digests, created=outcome != "existing", replaced=outcome == "replaced")
 
-    def _install(self, tmp: Path, digests: Digests, replace: bool = False) -> bool:
-        """Link the proven copy into place; False when the store held this content already."""
+    def _install(self, tmp: Path, digests: Digests, replace: bool = False) -> str:
+        """Link the proven copy into place: ``created``, ``existing`` (the store held it) or ``replaced``."""
         dest = self.path(digests.blake3)
         parent = dest.parent
         if not parent.is_dir():
             parent.mkdir(parents=True, exist_ok=True)
             fsync_dir(parent.parent)
         try:
-            os.link(tmp, dest)  # atomic and never replaces: two copies of one content cannot both win
+            os.link(tmp, dest)  # atomic and never overwrites: two copies of one content cannot both win
         except FileExistsError:
             if dest.stat().st_size == digests.size and not replace:
                 tmp.unlink()
-                return False
-            # A damaged object of the wrong size (found by verify) gives way to the proven copy.
+                return "existing"
+            # A damaged object (found by verify, or of the wrong size) gives way to the proven copy.
             os.replace(tmp, dest)
             fsync_dir(parent)
-            return True
+            return "replaced"
         tmp.unlink()
         fsync_dir(parent)
-        return True
+        return "created"
 
     def remove(self, hexdigest: str) -> None:
         """Delete one object durably (used only by the retention sweep)."""

@@ -81,16 +81,16 @@ def _clean(value: str | None) -> str | None:
 
 def from_udev(device: Any, mounts: dict[tuple[int, int], Mount]) -> AttachedDevice | None:
     """An :class:`AttachedDevice` for a udev block device that is USB storage holding a filesystem."""
-    if device.subsystem != "block" or device.get("ID_BUS") != "usb":
+    if device.subsystem != "block" or device.properties.get("ID_BUS") != "usb":
         return None
-    devtype = device.get("DEVTYPE")
-    if devtype not in ("partition", "disk") or not device.get("ID_FS_TYPE"):
+    devtype = device.properties.get("DEVTYPE")
+    if devtype not in ("partition", "disk") or not device.properties.get("ID_FS_TYPE"):
         return None  # a disk with partitions is represented by its partitions
-    node = device.device_node or device.get("DEVNAME")
+    node = device.device_node or device.properties.get("DEVNAME")
     if not node:
         return None
-    major = int(device.get("MAJOR", 0) or 0)
-    minor = int(device.get("MINOR", 0) or 0)
+    major = int(device.properties.get("MAJOR", 0) or 0)
+    minor = int(device.properties.get("MINOR", 0) or 0)
     usb = device.find_parent("usb", "usb_device")
 
     def usb_attr(name: str) -> str | None:
@@ -105,14 +105,14 @@ def from_udev(device: Any, mounts: dict[tuple[int, int], Mount]) -> AttachedDevi
     return AttachedDevice(
         node=node,
         sys_path=device.sys_path,
-        usb_serial=_clean(device.get("ID_SERIAL_SHORT")) or usb_attr("serial"),
-        vendor_id=_clean(device.get("ID_VENDOR_ID")) or usb_attr("idVendor"),
-        model_id=_clean(device.get("ID_MODEL_ID")) or usb_attr("idProduct"),
-        vendor=_clean(device.get("ID_VENDOR")) or usb_attr("manufacturer"),
-        model=_clean(device.get("ID_MODEL")) or usb_attr("product"),
-        fs_type=device.get("ID_FS_TYPE"),
-        fs_label=_clean(device.get("ID_FS_LABEL")),
-        fs_uuid=device.get("ID_FS_UUID"),
+        usb_serial=_clean(device.properties.get("ID_SERIAL_SHORT")) or usb_attr("serial"),
+        vendor_id=_clean(device.properties.get("ID_VENDOR_ID")) or usb_attr("idVendor"),
+        model_id=_clean(device.properties.get("ID_MODEL_ID")) or usb_attr("idProduct"),
+        vendor=_clean(device.properties.get("ID_VENDOR")) or usb_attr("manufacturer"),
+        model=_clean(device.properties.get("ID_MODEL")) or usb_attr("product"),
+        fs_type=device.properties.get("ID_FS_TYPE"),
+        fs_label=_clean(device.properties.get("ID_FS_LABEL")),
+        fs_uuid=device.properties.get("ID_FS_UUID"),
         major=major,
         minor=minor,
         mount=mounts.get((major, minor)),

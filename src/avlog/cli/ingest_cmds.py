@@ -1,0 +1,334 @@
+"""Ingest commands: ingest (a named card or attached recorders) and watch (docking-station mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from avlog.cli.app import (
+    JsonOpt,
+    _closing,
+    _examples,
+    _open,
+    app,
+)
+from avlog.context import Context
+from avlog.errors import (
+    AvlogError,
+    DiskFull,
+    PartialFailure,
+    StoreError,
+    UsageError,
+)
+from avlog.i18n import _
+
+# -- ingest -----------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_(
+        "Copy, hash (BLAKE3 + SHA-256) and prove every recording of a card into the store. "
+        "Each file is copied to tmp/, read back from disk and re-hashed before it enters objects/. "
+        "Without --from: every registered recorder attached over USB now (unknown devices are listed "
+        "and left alone)."
+    ),
+    epilog=_examples(
+        "avlog ingest",
+        "avlog ingest --device /dev/sdb1 --clear-device",
+        "avlog ingest --wait --timeout 600",
+        "avlog ingest --from /media/card --device-serial BC-0001",
+        "avlog ingest --from card.img --device-serial BC-0001 --json",
+    ),
+)
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            readable=False,
+            help=_("A folder, or a raw FAT32/exFAT card image or block device (read-only)."),
+            show_default=False,
+        ),
+    ] = None,
+    device_serial: Annotated[
+        str | None,
+        typer.Option(help=_("The registered device the card comes from (needed with --from)."), show_default=False),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help=_("Only this attached USB device node, e.g. /dev/sdb1."), show_default=False),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help=_("Wait until a registered recorder is plugged in."))] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help=_("With --wait: give up after this many seconds."), min=0, show_default=False)
+    ] = None,
+    clear_device: Annotated[
+        bool,
+        typer.Option(
+            "--clear-device",
+            help=_(
+                "After every clip is verified in the store, delete exactly the ingested recordings from the "
+                "card (Art. 18). Any doubt deletes nothing."
+            ),
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help=_("Confirm clearing a card that is read raw rather than mounted."))
+    ] = False,
+    allow_unregistered: Annotated[
+        bool, typer.Option(help=_("Store clips of an unregistered device, marked as such (Art. 5, 16)."))
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+
+    if source is not None:
+        if device_serial is None:
+            raise UsageError(_("give the card's device with --device-serial SERIAL"))
+        if device is not None or wait:
+            raise UsageError(_("--from reads a card you name; --device and --wait find attached ones"))
+        with _closing(_open(ctx)) as c:
+            report = _ingest_one(c, source.absolute(), device_serial, allow_unregistered, clear_device, yes, as_json)
+        _ingest_exit(report)
+        return
+    if timeout is not None and not wait:
+        raise UsageError(_("--timeout goes with --wait"))
+    with _closing(_open(ctx)) as c:
+        reports = _ingest_attached(
+            c, device, device_serial, wait, timeout, allow_unregistered, clear_device, yes, as_json
+        )
+    for report in reports:
+        _ingest_exit(report)
+
+
+def _ingest_one(
+    c: Context,
+    path: Path,
+    serial: str,
+    allow_unregistered: bool,
+    clear: bool,
+    confirmed: bool,
+    as_json: bool,
+) -> Any:
+    from avlog import render
+    from avlog.ingest.clearing import ClearRefused, clear_card
+    from avlog.ingest.pipeline import ingest as run_ingest
+    from avlog.ingest.sources import open_source
+
+    src = open_source(path, c.settings.tz)
+    refused = None
+    cleared = None
+    try:
+        report = run_ingest(
+            c,
+            src,
+            serial,
+            allow_unregistered=allow_unregistered,
+            progress=None if as_json else render.RichIngestProgress(),
+        )
+        if clear and report.items:
+            try:
+                cleared = clear_card(c, src, report, confirmed=confirmed).deleted
+            except ClearRefused as exc:
+                refused = exc
+    finally:
+        src.close()
+    _show_ingest(c, report, cleared, as_json)
+    if refused is not None:
+        raise refused
+    return report
+
+
+def _show_ingest(c: Context, report: Any, cleared: list[str] | None, as_json: bool) -> None:
+    from avlog import render
+
+    if as_json:
+        doc = render.ingest_json(report, c.settings.tz)
+        doc["cleared"] = cleared or []
+        render.emit_json(doc)
+        return
+    render.print_ingest(report, c.catalog, c.settings.tz)
+    if cleared:
+        render.err.print(_("Cleared {n} recordings from the card (Art. 18).").format(n=len(cleared)))
+
+
+def _ingest_attached(
+    c: Context,
+    node: str | None,
+    serial_override: str | None,
+    wait: bool,
+    timeout: float | None,
+    allow_unregistered: bool,
+    clear: bool,
+    confirmed: bool,
+    as_json: bool,
+) -> list[Any]:
+    """Every registered recorder attached now (or the one plugged in next, with --wait), one after another."""
+    from avlog import render
+    from avlog.ingest.attached import identify, ingest_attached
+    from avlog.ingest.devices import list_attached, watch_plugged
+
+    def wanted(identity: Any) -> bool:
+        return identity.serial is not None and (identity.registered is not None or allow_unregistered)
+
+    if wait:
+        plugged = watch_plugged(timeout=timeout)
+        chosen = []
+        for attached in plugged:
+            if node is not None and attached.node != node:
+                continue
+            identity = identify(c, attached, serial_override)
+            if wanted(identity):
+                chosen = [identity]
+                break
+            render.err.print(
+                _("Ignoring {node} ({what}): not a registered recorder").format(
+                    node=attached.node, what=attached.description
+                )
+            )
+        if not chosen:
+            raise AvlogError(_("no registered recorder was plugged in within {s} s").format(s=timeout))
+        unknown: list[Any] = []
+    else:
+        attached_now = list_attached()
+        if node is not None:
+            attached_now = [d for d in attached_now if d.node == node]
+            if not attached_now:
+                raise AvlogError(_("no USB storage with a filesystem at {node}").format(node=node))
+        identities = [identify(c, d, serial_override if node else None) for d in attached_now]
+        chosen = [i for i in identities if wanted(i)]
+        unknown = [i for i in identities if not wanted(i)]
+        for i in unknown:
+            render.err.print(
+                _("Left alone: {node} ({what}, serial {serial}): not a registered recorder (Art. 5, 16)").format(
+                    node=i.device.node, what=i.device.description, serial=i.serial or "?"
+                ),
+                style="yellow",
+            )
+        if not chosen:
+            raise AvlogError(
+                _("no registered recorder is attached; see avlog device scan")
+                if attached_now
+                else _("no USB storage is attached")
+            )
+    reports = []
+    documents = []
+    refusals = []
+    for identity in chosen:
+        outcome = ingest_attached(
+            c,
+            identity,
+            allow_unregistered=allow_unregistered,
+            clear=clear,
+            confirmed=confirmed,
+            progress=None if as_json else render.RichIngestProgress(),
+        )
+        reports.append(outcome.report)
+        if outcome.refused is not None:
+            refusals.append(outcome.refused)
+        if as_json:
+            doc = render.ingest_json(outcome.report, c.settings.tz)
+            doc["device_node"] = identity.device.node
+            doc["cleared"] = outcome.cleared
+            documents.append(doc)
+        else:
+            _show_ingest(c, outcome.report, outcome.cleared, False)
+    if as_json:
+        render.emit_json({"ingests": documents, "unknown": [render.identity_json(i) for i in unknown]})
+    if refusals:
+        raise refusals[0]
+    return reports
+
+
+def _ingest_exit(report: Any) -> None:
+    from avlog import render
+
+    if report.aborted and report.failed == 0:
+        # The files went in, but the run's closing record could not be written (the disk filled up).
+        raise DiskFull(report.aborted)
+    if not report.items and not report.aborted:
+        render.err.print(_("No recordings found in {source}").format(source=report.source), style="yellow")
+        return
+    if report.failed == 0:
+        return
+    names = "; ".join(f"{i.original_path}: {i.error}" for i in report.items if i.status == "failed")
+    if report.stored + report.duplicates == 0:
+        raise StoreError(_("no clip could be ingested: {names}").format(names=names))
+    raise PartialFailure(
+        _("{failed} of {total} files failed: {names}").format(
+            failed=report.failed, total=len(report.items), names=names
+        )
+    )
+
+
+@app.command(
+    help=_(
+        "Docking-station mode: ingest each registered recorder as it is plugged in (and those attached at "
+        "start), one at a time, until stopped. SIGTERM or Ctrl-C finishes the clip in progress, then exits 0."
+    ),
+    epilog=_examples("avlog watch", "avlog watch --clear-device"),
+)
+def watch(
+    ctx: typer.Context,
+    clear_device: Annotated[
+        bool, typer.Option("--clear-device", help=_("Clear each card once every clip is verified (Art. 18)."))
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help=_("Confirm clearing cards read raw."))] = False,
+) -> None:
+    import signal
+    import threading
+
+    from avlog import render
+    from avlog.ingest.attached import identify, ingest_attached
+    from avlog.ingest.devices import PlugWatcher, list_attached
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            render.log(_("stopping: finishing the clip in progress"))
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with _closing(_open(ctx)) as c:
+        watcher = PlugWatcher()  # listening before the attached ones are handled: nothing plugged is missed
+        render.log(_("watching for recorders; stop with Ctrl-C or SIGTERM"))
+        queue = list_attached()
+        while not stop.is_set():
+            attached = queue.pop(0) if queue else watcher.next_plugged(should_stop=stop.is_set)
+            if attached is None:
+                break
+            plugged_at = c.clock()
+            try:
+                identity = identify(c, attached)
+            except AvlogError as exc:
+                render.log(_("{node}: cannot be read: {reason}").format(node=attached.node, reason=exc))
+                continue
+            if identity.registered is None:
+                render.log(
+                    _("{node}: {what} (serial {serial}) is not a registered recorder; left alone").format(
+                        node=attached.node, what=attached.description, serial=identity.serial or "?"
+                    )
+                )
+                continue
+            render.log(
+                _("{node}: recorder {serial} of {custodian} plugged in; ingesting").format(
+                    node=attached.node, serial=identity.serial, custodian=identity.custodian
+                )
+            )
+            try:
+                outcome = ingest_attached(
+                    c, identity, clear=clear_device, confirmed=yes, plugged_at=plugged_at, should_stop=stop.is_set
+                )
+            except AvlogError as exc:
+                render.log(_("{node}: ingest failed: {reason}").format(node=attached.node, reason=exc))
+                continue
+            render.log(render.ingest_line(outcome.report, attached.node))
+            if outcome.cleared:
+                render.log(_("{node}: cleared {n} recordings").format(node=attached.node, n=len(outcome.cleared)))
+            if outcome.refused is not None:
+                render.log(f"{attached.node}: {outcome.refused}")
+    render.log(_("stopped"))

@@ -1,0 +1,350 @@
+"""Store commands: init, ls, show, verify, audit, demo."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avlog.cli.app import (
+    JsonOpt,
+    _closing,
+    _examples,
+    _open,
+    _store_path,
+    app,
+    audit_app,
+)
+from avlog.context import init_store, open_context
+from avlog.errors import (
+    IntegrityError,
+    UsageError,
+)
+from avlog.i18n import _
+
+# -- init -------------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_("Create a store (folders, settings file, catalog); running it again changes nothing."),
+    epilog=_examples("avlog init", "avlog --store /srv/avlog init"),
+)
+def init(ctx: typer.Context) -> None:
+    from avlog import render
+
+    root = _store_path(ctx).absolute()
+    created = init_store(root)
+    message = _("Created the store at {path}") if created else _("The store at {path} exists already")
+    render.err.print(message.format(path=root))
+
+
+# -- ls / show --------------------------------------------------------------------------------------
+
+
+@app.command(
+    "ls",
+    help=_("List clips in recording order."),
+    epilog=_examples("avlog ls --device BC-0001 --since 2026-11-26 --until 2026-11-27", "avlog ls --json"),
+)
+def ls(
+    ctx: typer.Context,
+    device: Annotated[str | None, typer.Option(help=_("Only this device's clips."), show_default=False)] = None,
+    since: Annotated[
+        str | None, typer.Option(help=_("Recorded at or after this time (ISO 8601)."), show_default=False)
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help=_("Recorded before this time (ISO 8601)."), show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.timefmt import parse_user_time, to_db
+
+    with _closing(_open(ctx)) as c:
+        tz = c.settings.tz
+        rows = c.catalog.clips(
+            device=device,
+            since=to_db(parse_user_time(since, tz)) if since else None,
+            until=to_db(parse_user_time(until, tz)) if until else None,
+        )
+        custodians = {d["serial"]: d["custodian"] for d in c.catalog.devices()}
+        if as_json:
+            render.emit_json({"clips": [render.clip_json(r, tz, custodians.get(r["device_serial"])) for r in rows]})
+        elif rows:
+            render.out.print(render.clips_table(rows, tz))
+        else:
+            render.err.print(_("No clips match."))
+
+
+@app.command(
+    help=_("Show one clip: where it came from, its hashes, its times, findings and its audit trail."),
+    epilog=_examples("avlog show 12", "avlog show 3f9a01c2 --json"),
+)
+def show(
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(help=_("A clip id, or a BLAKE3 prefix of at least 8 hex digits."))],
+    as_json: JsonOpt = False,
+) -> None:
+    from rich.table import Table
+
+    from avlog import render
+    from avlog.store.catalog import loads
+    from avlog.timefmt import show as show_time
+
+    with _closing(_open(ctx)) as c:
+        tz = c.settings.tz
+        row = c.catalog.resolve_clip(clip)
+        device = c.catalog.device(row["device_serial"])
+        data = render.clip_json(row, tz, device["custodian"] if device else None)
+        data["object_path"] = str(c.objects.path(row["blake3"]))
+        findings = c.catalog.findings(clip_id=row["id"])
+        data["findings"] = [
+            {
+                "kind": f["kind"],
+                "clip_id": f["clip_id"],
+                "other_clip_id": f["other_clip_id"],
+                "seconds": f["seconds"],
+                "detail": loads(f["detail"]),
+            }
+            for f in findings
+        ]
+        trail = c.catalog.audit_trail([f"clip:{row['id']}"])
+        data["audit"] = [
+            {
+                "seq": a["seq"],
+                "at": show_time(a["at"], tz),
+                "actor": a["actor"],
+                "action": a["action"],
+                "details": loads(a["details"]),
+            }
+            for a in trail
+        ]
+        if as_json:
+            render.emit_json(data)
+            return
+        table = Table(show_header=False, box=None)
+        table.add_column(style="bold")
+        table.add_column()
+        for key in (
+            "id",
+            "device_serial",
+            "custodian",
+            "original_path",
+            "media_kind",
+            "codec",
+            "recorded_start",
+            "recorded_end",
+            "duration_s",
+            "time_source",
+            "probe_error",
+            "size",
+            "blake3",
+            "sha256",
+            "ingest_id",
+            "ingested_at",
+            "state",
+            "object_path",
+        ):
+            value = data[key]
+            if key == "size":
+                value = f"{render.human_size(value)} ({value} B)"
+            table.add_row(_(key), "-" if value is None else str(value))
+        render.out.print(table)
+        if findings:
+            render.out.print(_("Findings:"), style="bold yellow")
+            for f in findings:
+                render.out.print(
+                    "  • " + render.finding_text(f["kind"], f["seconds"], f["other_clip_id"], loads(f["detail"]))
+                )
+        render.out.print(_("Audit trail:"), style="bold")
+        render.out.print(render.audit_rows_table(trail, tz))
+
+
+# -- verify -----------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_(
+        "Re-hash stored objects from disk against the catalog. Lists every missing or altered object, "
+        "then exits 3 if there was any (for cron)."
+    ),
+    epilog=_examples("avlog verify", "avlog verify --sample 50 --json"),
+)
+def verify(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", help=_("Check every object (the default)."))] = False,
+    sample: Annotated[
+        int | None, typer.Option(help=_("Check a random sample of N objects."), min=1, show_default=False)
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.store.fixity import verify_objects
+
+    if all_ and sample is not None:
+        raise UsageError(_("--all and --sample exclude each other"))
+    with _closing(_open(ctx)) as c:
+        bar = (
+            None
+            if as_json
+            else render.simple_progress(_("verifying"), len(c.catalog.live_objects()) if sample is None else sample)
+        )
+        if bar is not None:
+            bar.start()
+        try:
+            report = verify_objects(
+                c.catalog,
+                c.objects,
+                sample=sample,
+                progress=(lambda _h, _s: bar.advance(bar.task_ids[0])) if bar else None,
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+    bad = [{"blake3": b.blake3, "problem": b.problem, "clips": b.clip_ids} for b in report.bad]
+    if as_json:
+        render.emit_json(
+            {
+                "checked": report.checked,
+                "ok": report.ok,
+                "bad": bad,
+                "sampled": report.sampled,
+                "unreferenced": report.unreferenced,
+            }
+        )
+    else:
+        for b in report.bad:
+            render.out.print(
+                f"[bold red]{_(b.problem)}[/] {b.blake3} "
+                + _("(clips {ids})").format(ids=", ".join(map(str, b.clip_ids)))
+            )
+        if report.unreferenced:
+            render.err.print(
+                _("{n} complete object(s) not yet in the catalog (an interrupted ingest; re-run it)").format(
+                    n=len(report.unreferenced)
+                )
+            )
+        render.err.print(
+            _("{checked} objects checked: {ok} sound, {bad} bad").format(
+                checked=report.checked, ok=report.ok, bad=len(report.bad)
+            )
+        )
+    if report.bad:
+        raise IntegrityError(
+            _("{n} object(s) missing or altered: {list}").format(
+                n=len(report.bad), list=", ".join(f"{b.blake3[:16]} ({_(b.problem)})" for b in report.bad)
+            )
+        )
+
+
+# -- audit ------------------------------------------------------------------------------------------
+
+
+@audit_app.command(
+    "verify",
+    help=_("Walk the audit log's hash chain; exit 3 naming the first entry that does not fit."),
+    epilog=_examples("avlog audit verify", "avlog audit verify --json"),
+)
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    from avlog import render
+    from avlog.store.audit import verify_chain
+
+    with _closing(_open(ctx)) as c:
+        report = verify_chain(c.catalog.db)
+    brk = report.first_break
+    if as_json:
+        render.emit_json(
+            {
+                "entries": report.entries,
+                "head": report.head,
+                "ok": brk is None,
+                "first_break": {"seq": brk.seq, "reason": brk.reason} if brk else None,
+            }
+        )
+    elif brk is None:
+        render.err.print(_("Audit chain intact: {n} entries, head {head}").format(n=report.entries, head=report.head))
+    if brk is not None:
+        raise IntegrityError(_("audit entry {seq} is broken: {reason}").format(seq=brk.seq, reason=brk.reason))
+
+
+@audit_app.command(
+    "log",
+    help=_("Show audit entries, newest last."),
+    epilog=_examples("avlog audit log --limit 20", "avlog audit log --subject clip:12 --json"),
+)
+def audit_log(
+    ctx: typer.Context,
+    subject: Annotated[
+        str | None, typer.Option(help=_("Only entries about this subject, e.g. clip:12."), show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help=_("At most this many of the newest entries."), min=1)] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.store.catalog import loads
+    from avlog.timefmt import show as show_time
+
+    with _closing(_open(ctx)) as c:
+        where, params = ("WHERE subject = ?", [subject]) if subject else ("", [])
+        rows = c.catalog.query(f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT {int(limit)}", params)[::-1]
+        if as_json:
+            render.emit_json(
+                {
+                    "entries": [
+                        {
+                            **{k: r[k] for k in ("seq", "actor", "action", "subject", "prev_hash", "hash")},
+                            "at": show_time(r["at"], c.settings.tz),
+                            "details": loads(r["details"]),
+                        }
+                        for r in rows
+                    ]
+                }
+            )
+        else:
+            render.out.print(render.audit_rows_table(rows, c.settings.tz))
+
+
+# -- demo -------------------------------------------------------------------------------------------
+
+
+@app.command(
+    help=_(
+        "Build a sample body-camera card of real short clips, ingest it into a new temporary store "
+        "and show the custodian's report. No camera needed."
+    ),
+    epilog=_examples("avlog demo", "avlog demo --json"),
+)
+def demo(as_json: JsonOpt = False) -> None:
+    from avlog import render
+    from avlog.ingest.pipeline import ingest as run_ingest
+    from avlog.ingest.sources import FolderSource
+    from avlog.samples import build_demo_card
+
+    work = Path(tempfile.mkdtemp(prefix="avlog-demo-"))
+    store = work / "store"
+    init_store(store)
+    with _closing(open_context(store)) as c:
+        now = c.clock()
+        card = build_demo_card(work / "card", shift_end=now - timedelta(minutes=20), tz=c.settings.tz)
+        c.catalog.register_device(
+            "DEMO-0001", custodian=_("Demo Officer"), unit=_("Demo Unit"), kind="bodycam", label="demo card"
+        )
+        if not as_json:
+            render.err.print(
+                _("Sample card with {n} recordings at {path}").format(n=len(card.recordings), path=card.root)
+            )
+        report = run_ingest(
+            c, FolderSource(card.root), "DEMO-0001", progress=None if as_json else render.RichIngestProgress()
+        )
+        if as_json:
+            doc = render.ingest_json(report, c.settings.tz)
+            doc["store"] = str(store)
+            render.emit_json(doc)
+        else:
+            render.print_ingest(report, c.catalog, c.settings.tz)
+            render.err.print(
+                _("The demo store is at {store}; look around with: avlog --store {store} ls").format(store=store)
+            )

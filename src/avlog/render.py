@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from avlog.i18n import N_, _
-from avlog.ingest.pipeline import IngestReport
+from avlog.ingest.report import IngestReport
 from avlog.ingest.timeline import Finding
 from avlog.store.catalog import Catalog, loads
 from avlog.timefmt import from_db, show

@@ -17,7 +17,8 @@ from typing import Any
 from avlog.context import Context
 from avlog.ingest.clearing import ClearRefused, clear_card
 from avlog.ingest.devices import AttachedDevice
-from avlog.ingest.pipeline import IngestProgress, IngestReport, ingest
+from avlog.ingest.pipeline import ingest
+from avlog.ingest.report import IngestProgress, IngestReport
 from avlog.ingest.sources import CardImageSource, FolderSource, Source
 from avlog.settings import VendorProfile
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from avlog.context import Context
 from avlog.errors import PartialFailure
 from avlog.i18n import _
-from avlog.ingest.pipeline import GuardedReader, IngestReport, SourceReadError
+from avlog.ingest.pipeline import GuardedReader, SourceReadError
+from avlog.ingest.report import IngestReport
 from avlog.ingest.sources import CardImageSource, FolderSource, Source
 from avlog.store.hashing import copy_and_hash
 from avlog.store.objects import fsync_dir

@@ -14,15 +14,15 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from avlog.context import Context
 from avlog.errors import AvlogError, DeviceNotRegistered, DiskFull
 from avlog.i18n import _
 from avlog.ingest import timeline
 from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
+from avlog.ingest.report import IngestProgress, IngestReport, ItemResult, NoProgress
 from avlog.ingest.sources import Source, SourceEntry
 from avlog.store.hashing import Digests, copy_and_hash
 from avlog.store.objects import CopyNotProven, PutResult
@@ -30,32 +30,6 @@ from avlog.timefmt import from_db, to_db
 
 #: Files copied at once from a folder source: on two cores this keeps both busy hashing.
 PARALLEL_FILES = 2
-
-
-class IngestProgress(Protocol):
-    """What the core tells a progress display; every method may be a no-op."""
-
-    def begin(self, files: int, total_bytes: int) -> None: ...
-
-    def file(self, path: str, size: int) -> None: ...
-
-    def advance(self, nbytes: int) -> None: ...
-
-    def end(self) -> None: ...
-
-
-class NoProgress:
-    def begin(self, files: int, total_bytes: int) -> None:
-        pass
-
-    def file(self, path: str, size: int) -> None:
-        pass
-
-    def advance(self, nbytes: int) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
 
 
 class SourceReadError(AvlogError):
@@ -84,66 +58,6 @@ class GuardedReader:
             raise SourceReadError(_("cannot read the card: {reason}").format(reason=exc.strerror or exc)) from exc
         except EOFError as exc:  # dissect's streams: a cluster chain shorter than the file
             raise SourceReadError(_("the card ended before the file did")) from exc
-
-
-@dataclass
-class ItemResult:
-    original_path: str
-    size: int
-    media_kind: str | None = None
-    status: str = "failed"  # stored | duplicate | failed
-    error: str | None = None
-    blake3: str | None = None
-    sha256: str | None = None
-    clip_id: int | None = None
-    new_clip: bool = False
-    repaired: bool = False  # this copy replaced a damaged or missing object
-    time_source: str | None = None
-    probe_error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class IngestReport:
-    ingest_id: int
-    device_serial: str
-    custodian: str | None
-    registered: bool
-    source: str
-    source_kind: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    items: list[ItemResult] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-    findings: list[timeline.Finding] = field(default_factory=list)
-    aborted: str | None = None  # why the run stopped early (a full disk)
-    stopped: bool = False  # asked to stop (SIGTERM in watch mode); the rest waits for the next run
-    plugged_at: datetime | None = None
-    clock: timeline.ClockCheck | None = None
-
-    @property
-    def stored(self) -> int:
-        return sum(1 for i in self.items if i.status == "stored")
-
-    @property
-    def duplicates(self) -> int:
-        return sum(1 for i in self.items if i.status == "duplicate")
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for i in self.items if i.status == "failed")
-
-    @property
-    def bytes_stored(self) -> int:
-        return sum(i.size for i in self.items if i.status == "stored")
-
-    @property
-    def status(self) -> str:
-        if self.failed == 0:
-            return "stopped" if self.stopped else "done"
-        return "partial" if self.failed < len(self.items) else "failed"
 
 
 def _plan(source: Source, report: IngestReport) -> Iterator[tuple[SourceEntry, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -168,28 +169,37 @@ def _ingest_attached(
     """Every registered recorder attached now (or the one plugged in next, with --wait), one after another."""
     from avlog import render
     from avlog.ingest.attached import identify, ingest_attached
-    from avlog.ingest.devices import list_attached, watch_plugged
+    from avlog.ingest.devices import PlugWatcher, list_attached
 
     def wanted(identity: Any) -> bool:
         return identity.serial is not None and (identity.registered is not None or allow_unregistered)
 
     if wait:
-        plugged = watch_plugged(timeout=timeout)
-        chosen = []
-        for attached in plugged:
+        # Listening starts before looking at what is attached already, so nothing plugged in between is missed;
+        # a registered recorder attached already needs no waiting.
+        watcher = PlugWatcher()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        candidates: list[Any] = list_attached()
+        chosen: list[Any] = []
+        while not chosen:
+            if not candidates:
+                left = None if deadline is None else deadline - time.monotonic()
+                plugged = watcher.next_plugged(timeout=left) if left is None or left > 0 else None
+                if plugged is None:
+                    raise AvlogError(_("no registered recorder was plugged in within {s} s").format(s=timeout))
+                candidates = [plugged]
+            attached = candidates.pop(0)
             if node is not None and attached.node != node:
                 continue
             identity = identify(c, attached, serial_override)
             if wanted(identity):
                 chosen = [identity]
-                break
-            render.err.print(
-                _("Ignoring {node} ({what}): not a registered recorder").format(
-                    node=attached.node, what=attached.description
+            else:
+                render.err.print(
+                    _("Ignoring {node} ({what}): not a registered recorder").format(
+                        node=attached.node, what=attached.description
+                    )
                 )
-            )
-        if not chosen:
-            raise AvlogError(_("no registered recorder was plugged in within {s} s").format(s=timeout))
         unknown: list[Any] = []
     else:
         attached_now = list_attached()

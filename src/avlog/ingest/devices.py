@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,22 +162,3 @@ class PlugWatcher:
             if attached is not None:
                 return attached
         return None
-
-
-def watch_plugged(
-    *,
-    timeout: float | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    context: Any = None,
-) -> Iterator[AttachedDevice]:
-    """Yield USB storage as it is plugged in, until ``timeout`` seconds pass or ``should_stop``."""
-    watcher = PlugWatcher(context)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            return
-        attached = watcher.next_plugged(timeout=left, should_stop=should_stop)
-        if attached is None:
-            return
-        yield attached

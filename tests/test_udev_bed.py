@@ -17,6 +17,7 @@ import re
 import struct
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -451,7 +452,7 @@ def test_bed_refuses_bad_commands_and_keeps_running(udev_bed: UdevBed, card_imag
 LIST_ATTACHED = r"""
 import dataclasses, json
 from avlog.ingest.devices import list_attached
-print(json.dumps([dataclasses.asdict(d) for d in list_attached()]))
+print(json.dumps([dataclasses.asdict(d) for d in list_attached()], default=str))
 """
 
 
@@ -460,7 +461,10 @@ def test_avlog_device_listing_sees_the_bed(udev_bed: UdevBed, demo_card: SampleC
     camera = plug(udev_bed, card_image)
     udev_bed.mount("cam1", demo_card.root, "ro")
 
+    before = datetime.now(UTC)
     (attached,) = run_json(udev_bed, LIST_ATTACHED)
+    seen_at = datetime.fromisoformat(attached.pop("seen_at"))
+    assert before <= seen_at <= datetime.now(UTC)
 
     major, minor = (int(n) for n in camera.devnum.split(":"))
     assert attached == {
@@ -500,7 +504,7 @@ from avlog.ingest.devices import PlugWatcher
 watcher = PlugWatcher()
 print("ready", flush=True)
 plugged = watcher.next_plugged(timeout=30)
-print(json.dumps(plugged and dataclasses.asdict(plugged)), flush=True)
+print(json.dumps(plugged and dataclasses.asdict(plugged), default=str), flush=True)
 """
 
 

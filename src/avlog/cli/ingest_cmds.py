@@ -96,12 +96,14 @@ def ingest(
         return
     if timeout is not None and not wait:
         raise UsageError(_("--timeout goes with --wait"))
+    if (device_serial is not None or allow_unregistered) and device is None:
+        # Naming a serial or admitting unregistered devices is for one device you point at, never for all.
+        raise UsageError(_("--device-serial and --allow-unregistered need --device NODE (or --from PATH)"))
     with _closing(_open(ctx)) as c:
-        reports = _ingest_attached(
+        reports, problems = _ingest_attached(
             c, device, device_serial, wait, timeout, allow_unregistered, clear_device, yes, as_json
         )
-    for report in reports:
-        _ingest_exit(report)
+    _attached_exit(reports, problems)
 
 
 def _ingest_one(
@@ -165,91 +167,145 @@ def _ingest_attached(
     clear: bool,
     confirmed: bool,
     as_json: bool,
-) -> list[Any]:
-    """Every registered recorder attached now (or the one plugged in next, with --wait), one after another."""
+) -> tuple[list[Any], list[str]]:
+    """Every registered recorder attached now (or the next one plugged in, with --wait), one after another.
+
+    Returns the ingest reports and the problems that stopped a recorder from being ingested or
+    cleared (an unreadable card, a refused clearing); one recorder's trouble never stops the others.
+    """
     from avlog import render
-    from avlog.ingest.attached import identify, ingest_attached
-    from avlog.ingest.devices import PlugWatcher, list_attached
+    from avlog.ingest.attached import ingest_attached
 
-    def wanted(identity: Any) -> bool:
-        return identity.serial is not None and (identity.registered is not None or allow_unregistered)
-
-    if wait:
-        # Listening starts before looking at what is attached already, so nothing plugged in between is missed;
-        # a registered recorder attached already needs no waiting.
-        watcher = PlugWatcher()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        candidates: list[Any] = list_attached()
-        chosen: list[Any] = []
-        while not chosen:
-            if not candidates:
-                left = None if deadline is None else deadline - time.monotonic()
-                plugged = watcher.next_plugged(timeout=left) if left is None or left > 0 else None
-                if plugged is None:
-                    raise AvlogError(_("no registered recorder was plugged in within {s} s").format(s=timeout))
-                candidates = [plugged]
-            attached = candidates.pop(0)
-            if node is not None and attached.node != node:
-                continue
-            identity = identify(c, attached, serial_override)
-            if wanted(identity):
-                chosen = [identity]
-            else:
-                render.err.print(
-                    _("Ignoring {node} ({what}): not a registered recorder").format(
-                        node=attached.node, what=attached.description
-                    )
-                )
-        unknown: list[Any] = []
-    else:
-        attached_now = list_attached()
-        if node is not None:
-            attached_now = [d for d in attached_now if d.node == node]
-            if not attached_now:
-                raise AvlogError(_("no USB storage with a filesystem at {node}").format(node=node))
-        identities = [identify(c, d, serial_override if node else None) for d in attached_now]
-        chosen = [i for i in identities if wanted(i)]
-        unknown = [i for i in identities if not wanted(i)]
-        for i in unknown:
-            render.err.print(
-                _("Left alone: {node} ({what}, serial {serial}): not a registered recorder (Art. 5, 16)").format(
-                    node=i.device.node, what=i.device.description, serial=i.serial or "?"
-                ),
-                style="yellow",
-            )
-        if not chosen:
-            raise AvlogError(
-                _("no registered recorder is attached; see avlog device scan")
-                if attached_now
-                else _("no USB storage is attached")
-            )
+    problems: list[str] = []
+    chosen, unknown = _choose(c, node, serial_override, wait, timeout, allow_unregistered, problems)
     reports = []
     documents = []
-    refusals = []
     for identity in chosen:
-        outcome = ingest_attached(
-            c,
-            identity,
-            allow_unregistered=allow_unregistered,
-            clear=clear,
-            confirmed=confirmed,
-            progress=None if as_json else render.RichIngestProgress(),
-        )
+        try:
+            outcome = ingest_attached(
+                c,
+                identity,
+                allow_unregistered=allow_unregistered,
+                clear=clear,
+                confirmed=confirmed,
+                plugged_at=identity.device.seen_at,
+                progress=None if as_json else render.RichIngestProgress(),
+            )
+        except AvlogError as exc:
+            problems.append(f"{identity.device.node}: {exc}")
+            if not as_json:
+                render.error_line(f"{identity.device.node}: {exc}")
+            continue
         reports.append(outcome.report)
         if outcome.refused is not None:
-            refusals.append(outcome.refused)
+            problems.append(f"{identity.device.node}: {outcome.refused}")
         if as_json:
             doc = render.ingest_json(outcome.report, c.settings.tz)
             doc["device_node"] = identity.device.node
             doc["cleared"] = outcome.cleared
+            doc["clear_refused"] = str(outcome.refused) if outcome.refused else None
             documents.append(doc)
         else:
             _show_ingest(c, outcome.report, outcome.cleared, False)
     if as_json:
-        render.emit_json({"ingests": documents, "unknown": [render.identity_json(i) for i in unknown]})
-    if refusals:
-        raise refusals[0]
-    return reports
+        render.emit_json(
+            {"ingests": documents, "unknown": [render.identity_json(i) for i in unknown], "problems": problems}
+        )
+    return reports, problems
+
+
+def _choose(
+    c: Context,
+    node: str | None,
+    serial_override: str | None,
+    wait: bool,
+    timeout: float | None,
+    allow_unregistered: bool,
+    problems: list[str],
+) -> tuple[list[Any], list[Any]]:
+    """The recorders to ingest, and the attached devices left alone (Art. 5, 16)."""
+    from avlog import render
+    from avlog.ingest.attached import Identified, identify
+    from avlog.ingest.devices import PlugWatcher, list_attached
+
+    def wanted(identity: Identified) -> bool:
+        return identity.serial is not None and (identity.registered is not None or allow_unregistered)
+
+    def safe_identify(attached: Any) -> Identified | None:
+        try:
+            return identify(c, attached, serial_override if node else None)
+        except AvlogError as exc:
+            problems.append(f"{attached.node}: {exc}")
+            render.err.print(
+                _("{node} cannot be read: {reason}").format(node=attached.node, reason=exc), style="yellow"
+            )
+            return None
+
+    if wait:
+        # Listening starts before looking at what is attached already, so nothing plugged in between is
+        # missed; a registered recorder that is attached already needs no waiting.
+        watcher = PlugWatcher()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        candidates: list[Any] = list_attached()
+        while True:
+            if not candidates:
+                left = None if deadline is None else deadline - time.monotonic()
+                plugged = watcher.next_plugged(timeout=left) if left is None or left > 0 else None
+                if plugged is None:
+                    raise AvlogError(_("no registered recorder was plugged in within {s:g} s").format(s=timeout))
+                candidates = [plugged]
+            attached = candidates.pop(0)
+            if node is not None and attached.node != node:
+                continue
+            identity = safe_identify(attached)
+            if identity is not None and wanted(identity):
+                return [identity], []
+            render.err.print(
+                _("Ignoring {node} ({what}): not a registered recorder").format(
+                    node=attached.node, what=attached.description
+                )
+            )
+    attached_now = list_attached()
+    if node is not None:
+        attached_now = [d for d in attached_now if d.node == node]
+        if not attached_now:
+            raise AvlogError(_("no USB storage with a filesystem at {node}").format(node=node))
+    identities = [i for i in (safe_identify(d) for d in attached_now) if i is not None]
+    chosen = [i for i in identities if wanted(i)]
+    unknown = [i for i in identities if not wanted(i)]
+    for i in unknown:
+        render.err.print(
+            _("Left alone: {node} ({what}, serial {serial}): not a registered recorder (Art. 5, 16)").format(
+                node=i.device.node, what=i.device.description, serial=i.serial or "?"
+            ),
+            style="yellow",
+        )
+    if not chosen and not problems:
+        raise AvlogError(
+            _("no registered recorder is attached; see avlog device scan")
+            if attached_now
+            else _("no USB storage is attached")
+        )
+    return chosen, unknown
+
+
+def _attached_exit(reports: list[Any], problems: list[str]) -> None:
+    """One exit code for several recorders: 0 all went in, 4 some did, 1 none did; every failure named."""
+    failures = list(problems)
+    succeeded = 0
+    for report in reports:
+        if report.aborted and report.failed == 0:
+            failures.append(f"{report.device_serial}: {report.aborted}")
+        failures.extend(
+            f"{report.device_serial} {i.original_path}: {i.error}" for i in report.items if i.status == "failed"
+        )
+        succeeded += report.stored + report.duplicates
+    if not failures:
+        return
+    message = "; ".join(failures)
+    if succeeded == 0:
+        raise StoreError(_("nothing could be ingested: {failures}").format(failures=message))
+    raise PartialFailure(_("{n} problem(s): {failures}").format(n=len(failures), failures=message))
 
 
 def _ingest_exit(report: Any) -> None:
@@ -311,7 +367,7 @@ def watch(
             attached = queue.pop(0) if queue else watcher.next_plugged(should_stop=stop.is_set)
             if attached is None:
                 break
-            plugged_at = c.clock()
+            plugged_at = attached.seen_at or c.clock()
             try:
                 identity = identify(c, attached)
             except AvlogError as exc:
@@ -333,8 +389,9 @@ def watch(
                 outcome = ingest_attached(
                     c, identity, clear=clear_device, confirmed=yes, plugged_at=plugged_at, should_stop=stop.is_set
                 )
-            except AvlogError as exc:
-                render.log(_("{node}: ingest failed: {reason}").format(node=attached.node, reason=exc))
+            except (AvlogError, OSError) as exc:  # one recorder's trouble never ends the docking station
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                render.log(_("{node}: ingest failed: {reason}").format(node=attached.node, reason=reason))
                 continue
             render.log(render.ingest_line(outcome.report, attached.node))
             if outcome.cleared:

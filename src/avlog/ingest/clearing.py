@@ -28,6 +28,10 @@ class ClearRefused(PartialFailure):
     """The card was not cleared: the reason says which doubt stopped it (exit 4)."""
 
 
+class ClearFailed(ClearRefused):
+    """Deleting went wrong part-way (a card pulled out, a tool failing); what was asked is audited."""
+
+
 @dataclass
 class ClearReport:
     deleted: list[str] = field(default_factory=list)
@@ -53,8 +57,10 @@ def _check_writable(source: Source, confirmed: bool) -> None:
 
 def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> None:
     """Every recording is committed, sound in the store, and unchanged on the card."""
-    if report.stopped or report.aborted or report.failed:
-        raise _refuse(_("{n} file(s) were not ingested").format(n=report.failed or len(report.items)))
+    if report.failed:
+        raise _refuse(_("{n} file(s) failed to ingest").format(n=report.failed))
+    if report.stopped or report.aborted:
+        raise _refuse(_("the ingest ended before every file on the card was read"))
     on_card = {e.path: e for e in source.entries() if not e.special and e.error is None}
     for item in report.items:
         assert item.blake3 is not None
@@ -63,7 +69,8 @@ def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> None:
             raise _refuse(_("{path} is not committed in the catalog").format(path=item.original_path))
         problem = ctx.objects.check(item.blake3, clip["size"], clip["sha256"])
         if problem is not None:
-            raise _refuse(_("the store's copy of {path} is {problem}").format(path=item.original_path, problem=problem))
+            state = _("missing") if problem == "missing" else _("altered")
+            raise _refuse(_("the store's copy of {path} is {state}").format(path=item.original_path, state=state))
         entry = on_card.get(item.original_path)
         if entry is None or entry.size != clip["size"]:
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
@@ -83,20 +90,26 @@ def _delete(source: Source, paths: list[str]) -> None:
         folders = set()
         for path in paths:
             target = source.root / path
-            target.unlink()
+            try:
+                target.unlink()
+            except OSError as exc:
+                raise ClearFailed(
+                    _("the card could not be cleared completely: {path}: {reason}").format(
+                        path=path, reason=exc.strerror
+                    )
+                ) from exc
             folders.add(target.parent)
         for folder in folders:
             fsync_dir(folder)
         return
     assert isinstance(source, CardImageSource)
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    done = subprocess.run(
-        ["mdel", "-i", source.location, *[f"::/{p}" for p in paths]], capture_output=True, text=True, env=env
-    )
+    image = f"{source.location}@@{source.offset}" if source.offset else source.location
+    done = subprocess.run(["mdel", "-i", image, *[f"::/{p}" for p in paths]], capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise PartialFailure(
-            _("mdel could not delete every recording from the card: {reason}").format(
-                reason=(done.stderr or done.stdout).strip()
+        raise ClearFailed(
+            _("the card could not be cleared completely (mdel): {reason}").format(
+                reason=" ".join((done.stderr or done.stdout).split())
             )
         )
     subprocess.run(["sync"], check=False)

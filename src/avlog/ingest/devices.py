@@ -13,7 +13,8 @@ import re
 import select
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ class AttachedDevice:
     major: int
     minor: int
     mount: Mount | None
+    seen_at: datetime | None = None  # when it was found attached or plugged in (Art. 11 clock check)
 
     @property
     def description(self) -> str:
@@ -124,10 +126,11 @@ def list_attached(context: Any = None) -> list[AttachedDevice]:
     context = context or pyudev.Context()
     mounts = read_mounts()
     found = []
+    now = datetime.now(UTC)
     for device in context.list_devices(subsystem="block", ID_BUS="usb"):
         attached = from_udev(device, mounts)
         if attached is not None:
-            found.append(attached)
+            found.append(replace(attached, seen_at=now))
     return sorted(found, key=lambda d: d.node)
 
 
@@ -156,9 +159,13 @@ class PlugWatcher:
             if not readable:
                 continue
             device = self.monitor.poll(timeout=0)
-            if device is None or device.action != "add":
+            if device is None:
+                continue
+            # A card reader that stays plugged in reports a new card as a media change.
+            media_changed = device.action == "change" and device.properties.get("DISK_MEDIA_CHANGE") == "1"
+            if device.action != "add" and not media_changed:
                 continue
             attached = from_udev(device, read_mounts())
             if attached is not None:
-                return attached
+                return replace(attached, seen_at=datetime.now(UTC))
         return None

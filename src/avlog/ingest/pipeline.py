@@ -462,7 +462,7 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
     )
     previous = catalog.one(
         "SELECT MAX(started_at) AS at FROM ingests WHERE device_serial = ? AND id != ? "
-        "AND status IN ('done', 'partial', 'stopped')",
+        "AND status = 'done'",  # a partial or stopped run left files on the card that are older than it
         [report.device_serial, report.ingest_id],
     )
     assert report.plugged_at is not None

@@ -177,6 +177,7 @@ class CardImageSource:
             raise SourceError(_("cannot open {path}: {reason}").format(path=path, reason=exc.strerror)) from exc
         try:
             offset, size = _find_volume(self.fh)
+            self.offset = offset  # where the filesystem starts in the image (after a partition table)
             if size is None:
                 size = self.fh.seek(0, os.SEEK_END) - offset  # works for block devices too
             volume: BinaryIO = RangeStream(self.fh, offset, size)

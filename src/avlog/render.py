@@ -30,7 +30,7 @@ from avlog.store.catalog import Catalog, loads
 from avlog.timefmt import from_db, show
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice is one line, for logs and scripts
 
 
 def error_line(message: str) -> None:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from avlog.context import Context
+from avlog.errors import SourceError
+from avlog.i18n import _
 from avlog.ingest.clearing import ClearRefused, clear_card
-from avlog.ingest.devices import AttachedDevice
+from avlog.ingest.devices import AttachedDevice, still_attached
 from avlog.ingest.pipeline import ingest
 from avlog.ingest.report import IngestProgress, IngestReport
 from avlog.ingest.sources import CardImageSource, FolderSource, Source
@@ -105,6 +107,11 @@ def ingest_attached(
     """Ingest one attached recorder's card; clear it afterwards when asked and when it is safe."""
     assert identity.serial is not None
     source = open_card(identity.device, ctx.settings.tz)
+    if identity.device.seen_at is not None and not still_attached(identity.device):
+        source.close()
+        raise SourceError(
+            _("{node} is no longer the device that was plugged in; it was left alone").format(node=identity.device.node)
+        )
     try:
         report = ingest(
             ctx,

@@ -9,8 +9,8 @@ read-only, from its device node.
 
 from __future__ import annotations
 
+import queue
 import re
-import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -135,37 +135,71 @@ def list_attached(context: Any = None) -> list[AttachedDevice]:
 
 
 class PlugWatcher:
-    """Listens for USB storage being plugged in, from the moment it is created."""
+    """Listens for USB storage being plugged in, from the moment it is created.
+
+    A background thread takes each event off the netlink socket as it arrives
+    and stamps it, so a recorder plugged in while another is being ingested
+    keeps the moment it was really plugged in (the Art. 11 clock check).
+    """
 
     def __init__(self, context: Any = None):
         self.context = context or pyudev.Context()
         self.monitor = pyudev.Monitor.from_netlink(self.context)
         self.monitor.filter_by("block")
-        self.monitor.start()
+        self.events: queue.Queue[tuple[Any, datetime]] = queue.Queue()
+        self.observer = pyudev.MonitorObserver(self.monitor, callback=self._arrived, name="avlog-udev")
+        self.observer.daemon = True
+        self.observer.start()
+
+    def _arrived(self, device: Any) -> None:
+        # A card reader that stays plugged in reports a new card as a media change.
+        media_changed = device.action == "change" and device.properties.get("DISK_MEDIA_CHANGE") == "1"
+        if device.action == "add" or media_changed:
+            self.events.put((device, datetime.now(UTC)))
+
+    def close(self) -> None:
+        self.observer.send_stop()
 
     def next_plugged(
         self, *, timeout: float | None = None, should_stop: Callable[[], bool] = lambda: False
     ) -> AttachedDevice | None:
-        """The next USB storage plugged in, or None after ``timeout`` seconds or once ``should_stop``."""
+        """The next USB storage plugged in and still attached, or None after ``timeout`` s or once ``should_stop``.
+
+        A device that was pulled out again before its turn is skipped: its node
+        may by now belong to another recorder.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not should_stop():
             wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
             if wait <= 0:
                 return None
             try:
-                readable, _w, _x = select.select([self.monitor], [], [], wait)
-            except InterruptedError:
-                continue
-            if not readable:
-                continue
-            device = self.monitor.poll(timeout=0)
-            if device is None:
-                continue
-            # A card reader that stays plugged in reports a new card as a media change.
-            media_changed = device.action == "change" and device.properties.get("DISK_MEDIA_CHANGE") == "1"
-            if device.action != "add" and not media_changed:
+                device, seen_at = self.events.get(timeout=wait)
+            except queue.Empty:
                 continue
             attached = from_udev(device, read_mounts())
-            if attached is not None:
-                return replace(attached, seen_at=datetime.now(UTC))
+            if attached is not None and still_attached(attached, self.context):
+                return replace(attached, seen_at=seen_at)
         return None
+
+
+def still_attached(device: AttachedDevice, context: Any = None) -> bool:
+    """Whether ``device`` is attached now as the same device: same udev path, node, serial and filesystem.
+
+    Checked before a queued device is read, and again once its card is open,
+    so a card is never filed under a recorder that was pulled out meanwhile.
+    """
+    context = context or pyudev.Context()
+    try:
+        current = from_udev(pyudev.Devices.from_sys_path(context, device.sys_path), {})
+        by_node = pyudev.Devices.from_device_file(context, device.node)
+    except (pyudev.DeviceNotFoundError, OSError, ValueError):
+        return False
+    if current is None or by_node.sys_path != device.sys_path:
+        return False
+    return (current.node, current.usb_serial, current.fs_uuid, current.fs_type) == (
+        device.node,
+        device.usb_serial,
+        device.fs_uuid,
+        device.fs_type,
+    )

@@ -191,10 +191,11 @@ def _ingest_attached(
                 plugged_at=identity.device.seen_at,
                 progress=None if as_json else render.RichIngestProgress(),
             )
-        except AvlogError as exc:
-            problems.append(f"{identity.device.node}: {exc}")
+        except (AvlogError, OSError) as exc:  # one recorder's trouble never stops the others
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            problems.append(f"{identity.device.node}: {reason}")
             if not as_json:
-                render.error_line(f"{identity.device.node}: {exc}")
+                render.error_line(f"{identity.device.node}: {reason}")
             continue
         reports.append(outcome.report)
         if outcome.refused is not None:

@@ -61,8 +61,13 @@ def serial_from_card(source: Source, profile: VendorProfile) -> str | None:
     wanted = profile.serial_file.strip("/").lower()
     for entry in source.entries():
         if entry.path.lower() == wanted and not entry.special and entry.error is None:
-            with source.open(entry) as f:
-                text = f.read(SERIAL_FILE_LIMIT).decode("utf-8", "replace")
+            try:
+                with source.open(entry) as f:
+                    text = f.read(SERIAL_FILE_LIMIT).decode("utf-8", "replace")
+            except (OSError, EOFError) as exc:
+                raise SourceError(
+                    _("cannot read {file} on the card: {reason}").format(file=entry.path, reason=exc)
+                ) from exc
             match = re.search(profile.serial_pattern, text)
             return match.group(1).strip() if match else None
     return None

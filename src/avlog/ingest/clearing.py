@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass, field
 
 from avlog.context import Context
 from avlog.errors import PartialFailure
 from avlog.i18n import _
+from avlog.ingest.devices import read_mounts
 from avlog.ingest.pipeline import GuardedReader, SourceReadError
 from avlog.ingest.report import IngestReport
-from avlog.ingest.sources import CardImageSource, FolderSource, Source
+from avlog.ingest.sources import CardImageSource, FolderSource, Source, SourceEntry
 from avlog.store.hashing import copy_and_hash
 from avlog.store.objects import fsync_dir
 
@@ -55,8 +57,8 @@ def _check_writable(source: Source, confirmed: bool) -> None:
     raise _refuse(_("an exFAT card read raw cannot be cleared; mount it read-write and run again"))
 
 
-def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> None:
-    """Every recording is committed, sound in the store, and unchanged on the card."""
+def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> dict[str, SourceEntry]:
+    """Every recording is committed, sound in the store, and unchanged on the card; returns their entries."""
     if report.failed:
         raise _refuse(_("{n} file(s) failed to ingest").format(n=report.failed))
     if report.stopped or report.aborted:
@@ -83,9 +85,34 @@ def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> None:
             ) from exc
         if again.blake3 != item.blake3 or again.size != clip["size"]:
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+    return on_card
 
 
-def _delete(source: Source, paths: list[str]) -> None:
+def _short_path(entry: SourceEntry) -> str:
+    """The file's 8.3 path on a FAT card: mtools reads ``[`` ``*`` ``?`` in a long name as a pattern,
+    and a pattern could delete a file that was never ingested. Short names cannot hold them."""
+    parts = []
+    node = entry.handle
+    while node is not None and getattr(node, "parent", None) is not None:
+        parts.append(node.short_name)
+        node = node.parent
+    path = "::/" + "/".join(reversed(parts))
+    if any(c in path for c in "[]*?\\"):
+        raise _refuse(_("{path} has a name mtools would read as a pattern").format(path=entry.path))
+    return path
+
+
+def _refuse_if_mounted(source: CardImageSource) -> None:
+    """Never write raw into a filesystem the kernel has mounted."""
+    try:
+        st = os.stat(source.location)
+    except OSError:
+        return
+    if stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) in read_mounts():
+        raise _refuse(_("the card is mounted; clear it through its mount point"))
+
+
+def _delete(source: Source, paths: list[str], targets: list[str]) -> None:
     if isinstance(source, FolderSource):
         folders = set()
         for path in paths:
@@ -105,7 +132,7 @@ def _delete(source: Source, paths: list[str]) -> None:
     assert isinstance(source, CardImageSource)
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     image = f"{source.location}@@{source.offset}" if source.offset else source.location
-    done = subprocess.run(["mdel", "-i", image, *[f"::/{p}" for p in paths]], capture_output=True, text=True, env=env)
+    done = subprocess.run(["mdel", "-i", image, *targets], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise ClearFailed(
             _("the card could not be cleared completely (mdel): {reason}").format(
@@ -118,11 +145,22 @@ def _delete(source: Source, paths: list[str]) -> None:
 def clear_card(ctx: Context, source: Source, report: IngestReport, *, confirmed: bool) -> ClearReport:
     """Delete the run's recordings from the card once each is proven safe in the store."""
     _check_writable(source, confirmed)
-    _prove_safe(ctx, source, report)
+    on_card = _prove_safe(ctx, source, report)
     paths = [item.original_path for item in report.items]
+    targets = []
+    if isinstance(source, CardImageSource):
+        _refuse_if_mounted(source)
+        targets = [_short_path(on_card[p]) for p in paths]
     files = [{"path": i.original_path, "blake3": i.blake3, "size": i.size} for i in report.items]
+    # Recorded before the first file goes: a crash mid-deletion still leaves its trace (Art. 18, 27).
+    with ctx.catalog.change():
+        ctx.catalog.audit(
+            "device.clear.start",
+            f"device:{report.device_serial}",
+            {"ingest": report.ingest_id, "source": source.location, "files": files},
+        )
     try:
-        _delete(source, paths)
+        _delete(source, paths, targets)
     except BaseException as exc:
         with ctx.catalog.change():
             ctx.catalog.audit(

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from avlog.context import Context
-from avlog.errors import AvlogError, DeviceNotRegistered, DiskFull
+from avlog.errors import AvlogError, DeviceNotRegistered, DiskFull, StoreError
 from avlog.i18n import _
 from avlog.ingest import timeline
 from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
@@ -50,6 +50,8 @@ class GuardedReader:
             return self.raw.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
         except OSError as exc:
             raise SourceReadError(_("cannot read the card: {reason}").format(reason=exc.strerror or exc)) from exc
+        except EOFError as exc:  # dissect's streams: a cluster chain shorter than the file
+            raise SourceReadError(_("the card ended before the file did")) from exc
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -326,43 +328,45 @@ def ingest(
         )
 
     progress.begin(len(plan), sum(e.size for e, _k in plan))
-    new_clips: list[int] = []
-    # Copies run on worker threads (hashing and writing release the GIL); catalog work stays on this
-    # thread, in card order. A raw card shares one file handle and is read one file at a time.
-    workers = PARALLEL_FILES if source.parallel_reads else 1
-    damaged = frozenset(
-        row["blake3"]
-        for row in catalog.query("SELECT blake3 FROM objects WHERE last_verify_result IN ('mismatch', 'missing')")
-    )
-    in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool, bool]]]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
-        for entry, kind in plan:
-            item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
-            report.items.append(item)
-            if entry.error is not None:
-                item.media_kind, item.error = None, entry.error
-                _try_record_failure(ctx, report, item)
-                continue
-            if report.aborted:
-                item.error = report.aborted
-                continue
-            if should_stop is not None and should_stop():
-                report.stopped = True
-                report.items.pop()
-                break
-            known = catalog.one(
-                "SELECT blake3 FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
-                "ORDER BY id DESC LIMIT 1",
-                [device_serial, entry.path, entry.size],
-            )
-            progress.file(entry.path, entry.size)
-            copy = pool.submit(_copy, ctx, source, entry, progress, known, damaged)
-            in_flight.append((entry, item, copy))
-            while len(in_flight) >= workers:
+    try:
+        new_clips: list[int] = []
+        # Copies run on worker threads (hashing and writing release the GIL); catalog work stays on this
+        # thread, in card order. A raw card shares one file handle and is read one file at a time.
+        workers = PARALLEL_FILES if source.parallel_reads else 1
+        damaged = frozenset(
+            row["blake3"]
+            for row in catalog.query("SELECT blake3 FROM objects WHERE last_verify_result IN ('mismatch', 'missing')")
+        )
+        in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool, bool]]]] = deque()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
+            for entry, kind in plan:
+                item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
+                report.items.append(item)
+                if entry.error is not None:
+                    item.media_kind, item.error = None, entry.error
+                    _try_record_failure(ctx, report, item)
+                    continue
+                if report.aborted:
+                    item.error = report.aborted
+                    continue
+                if should_stop is not None and should_stop():
+                    report.stopped = True
+                    report.items.pop()
+                    break
+                known = catalog.one(
+                    "SELECT blake3 FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
+                    "ORDER BY id DESC LIMIT 1",
+                    [device_serial, entry.path, entry.size],
+                )
+                progress.file(entry.path, entry.size)
+                copy = pool.submit(_copy, ctx, source, entry, progress, known, damaged)
+                in_flight.append((entry, item, copy))
+                while len(in_flight) >= workers:
+                    _settle(ctx, report, *in_flight.popleft(), new_clips)
+            while in_flight:
                 _settle(ctx, report, *in_flight.popleft(), new_clips)
-        while in_flight:
-            _settle(ctx, report, *in_flight.popleft(), new_clips)
-    progress.end()
+    finally:
+        progress.end()  # never leave a live display behind (Ctrl-C, an internal error)
 
     report.finished_at = ctx.clock()
     _finish(ctx, report, new_clips)
@@ -396,6 +400,10 @@ def _settle(
     except (SourceReadError, CopyNotProven) as exc:
         item.status, item.error = "failed", str(exc)
         _try_record_failure(ctx, report, item)
+    except StoreError as exc:  # the catalog stayed locked or broke: stop before more copies pile up
+        item.status, item.error = "failed", str(exc)
+        report.aborted = str(exc)
+        _try_record_failure(ctx, report, item)
     except OSError as exc:  # the card side is wrapped as SourceReadError: this is the store failing
         item.status = "failed"
         item.error = _("cannot write to the store: {reason}").format(reason=exc.strerror or exc)
@@ -406,6 +414,8 @@ def _settle(
 def _try_record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
     try:
         _record_failure(ctx, report, item)
+    except StoreError as exc:
+        report.aborted = report.aborted or str(exc)
     except DiskFull:
         report.aborted = report.aborted or _("not ingested: the store's disk is full")
 

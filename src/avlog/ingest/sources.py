@@ -115,6 +115,8 @@ class FolderSource:
             st = (self.root / entry.path).stat()
         except FileNotFoundError:
             return _("the file disappeared while it was read")
+        except OSError as exc:  # a card pulled out answers EIO: the card's fault, not the store's
+            return _("the card could not be read after the copy: {reason}").format(reason=exc.strerror or exc)
         if (st.st_size, st.st_mtime_ns) != entry.handle:
             return _("the file changed while it was read")
         return None

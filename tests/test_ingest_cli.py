@@ -104,7 +104,6 @@ def test_skipped_files_are_counted_by_reason(cli: Cli, demo_card: SampleCard) ->
     register(cli)
     _, doc = ingest(cli, demo_card.root)
     assert doc["skipped"] == {"system": len(demo_card.system_files), "not_media": len(demo_card.other_files)}
-    assert doc["skipped"] == {"system": 1, "not_media": 1}
     paths = {c["original_path"] for c in doc["clips"]}
     assert not paths & {*demo_card.system_files, *demo_card.other_files}
 
@@ -151,7 +150,8 @@ def test_planted_gap_is_reported_on_the_clip_after_it(cli: Cli, demo_card: Sampl
     assert gaps[0]["seconds"] == pytest.approx(600, abs=1)  # build_demo_card pauses ten minutes
     assert not [f for f in doc["findings"] if f["kind"] == "overlap"]
     shown = json.loads(cli("show", str(ids[after]), "--json").stdout)
-    assert [f["kind"] for f in shown["findings"]] == ["gap"]
+    # Near midnight in Asia/Shanghai the demo shift may have ended "yesterday": late_handover may join in.
+    assert [f["kind"] for f in shown["findings"] if f["kind"] != "late_handover"] == ["gap"]
 
 
 def test_truncated_clip_is_stored_with_its_probe_error(cli: Cli, store: Path, demo_card: SampleCard) -> None:
@@ -346,3 +346,15 @@ def test_show_by_id_and_by_blake3_prefix(cli: Cli, demo_card: SampleCard) -> Non
     missing = cli("show", "9999")
     assert missing.exit_code == 1
     one_line(missing.stderr)
+
+
+def test_names_are_shown_as_they_are_not_as_markup(cli: Cli, tmp_path: Path) -> None:
+    card = tmp_path / "card"
+    write_video(card / "[red]clip.mp4", start=datetime.now(UTC) - timedelta(minutes=5), seconds=1)
+    result = cli("device", "register", "[blue]X", "--custodian", "[bold]张三", "--unit", "一中队")
+    assert result.exit_code == 0, result.stderr
+    shown = cli("ingest", "--from", str(card), "--device-serial", "[blue]X")
+    assert shown.exit_code == 0, shown.stderr
+    assert "[red]clip.mp4" in shown.stdout
+    listing = cli("device", "list")
+    assert "[blue]X" in listing.stdout and "[bold]张三" in listing.stdout

@@ -22,6 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from avlog.i18n import N_, _
 from avlog.ingest.report import IngestReport
@@ -29,8 +30,9 @@ from avlog.ingest.timeline import Finding
 from avlog.store.catalog import Catalog, loads
 from avlog.timefmt import from_db, show
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # a notice is one line, for logs and scripts
+# markup=False: file names, custodians and USB strings are data; "[red]x.mp4" must show as it is.
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # a notice is one line
 
 
 def error_line(message: str) -> None:
@@ -290,7 +292,7 @@ def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
         elif row and row["time_source"] and row["time_source"] != "container":
             note = _("time from {source}").format(source=_(row["time_source"]))
         table.add_row(
-            f"[{STATUS_STYLE[item.status]}]{_(item.status)}[/]",
+            Text(_(item.status), style=STATUS_STYLE[item.status]),
             item.original_path,
             human_size(item.size),
             table_time(row["recorded_start"], tz) if row else "-",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from avlog.cli.app import (
     DEVICE_KINDS,
@@ -136,7 +137,7 @@ def device_scan(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for header in (_("node"), _("device"), _("serial"), _("filesystem"), _("mounted at"), _("status"), _("custodian")):
         table.add_column(header)
     for d in docs:
-        status = f"[green]{_('registered')}[/]" if d["registered"] else f"[yellow]{_('unknown')}[/]"
+        status = Text(_("registered"), style="green") if d["registered"] else Text(_("unknown"), style="yellow")
         table.add_row(
             d["node"],
             f"{d['vendor'] or ''} {d['model'] or ''}".strip() or f"{d['vendor_id']}:{d['model_id']}",

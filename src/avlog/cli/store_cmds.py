@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from avlog.cli.app import (
     JsonOpt,
@@ -218,8 +219,10 @@ def verify(
     else:
         for b in report.bad:
             render.out.print(
-                f"[bold red]{_(b.problem)}[/] {b.blake3} "
-                + _("(clips {ids})").format(ids=", ".join(map(str, b.clip_ids)))
+                Text.assemble(
+                    (_(b.problem), "bold red"),
+                    f" {b.blake3} " + _("(clips {ids})").format(ids=", ".join(map(str, b.clip_ids))),
+                )
             )
         if report.unreferenced:
             render.err.print(

@@ -240,3 +240,17 @@ def test_fragmented_file_on_exfat_is_read_whole(cli: Cli, store: Path, tmp_path:
     b3, sha, size = digests(payload)
     assert (item["blake3"], item["sha256"], item["size"]) == (b3, sha, size)
     assert (store / "objects" / b3[:2] / b3).read_bytes() == payload
+
+
+@pytest.mark.parametrize("make", [make_fat32_image, make_exfat_image], ids=["fat32", "exfat"])
+def test_an_incomplete_copy_of_a_card_is_refused_not_half_read(
+    cli: Cli, store: Path, demo_card: SampleCard, tmp_path: Path, make: Callable[[Path, Path], Path]
+) -> None:
+    image = make(demo_card.root, tmp_path / "card.img")
+    with open(image, "r+b") as f:  # a dd copy that stopped early
+        f.truncate(image.stat().st_size // 2)
+    register(cli)
+    result = cli("ingest", "--from", str(image), "--device-serial", "BC-0001")
+    assert result.exit_code == 1, result.stderr
+    assert "shorter than the filesystem" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not list((store / "objects").rglob("*"))

@@ -617,6 +617,11 @@ def test_watch_survives_a_card_that_stops_delivering_mid_ingest(
         watch.wait_for("watching for recorders")
         camera = plug(udev_bed, "cam1", "BC-0001", image)
         watch.wait_for(re.escape(camera.node) + ": recorder BC-0001 .*ingesting")
+        # Only once the big clip is being copied (the card is open and read): the small ones are well under 1 MiB.
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 1 << 20 for p in (store / "tmp").glob("*.part")):
+            assert time.monotonic() < deadline, watch.log()
+            time.sleep(0.005)
         # The card stops delivering data (the bed cannot make an open node fail with EIO once unplugged):
         # the node is a hard link to the image, so cutting the image cuts what avlog reads, then it is pulled.
         os.truncate(image, cut_at)

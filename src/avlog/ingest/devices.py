@@ -146,7 +146,7 @@ class PlugWatcher:
         self.context = context or pyudev.Context()
         self.monitor = pyudev.Monitor.from_netlink(self.context)
         self.monitor.filter_by("block")
-        self.events: queue.Queue[tuple[Any, datetime]] = queue.Queue()
+        self.events: queue.Queue[AttachedDevice] = queue.Queue()
         self.observer = pyudev.MonitorObserver(self.monitor, callback=self._arrived, name="avlog-udev")
         self.observer.daemon = True
         self.observer.start()
@@ -155,7 +155,10 @@ class PlugWatcher:
         # A card reader that stays plugged in reports a new card as a media change.
         media_changed = device.action == "change" and device.properties.get("DISK_MEDIA_CHANGE") == "1"
         if device.action == "add" or media_changed:
-            self.events.put((device, datetime.now(UTC)))
+            # Built here, on the observer's thread: libudev objects never cross to another thread.
+            attached = from_udev(device, read_mounts())
+            if attached is not None:
+                self.events.put(replace(attached, seen_at=datetime.now(UTC)))
 
     def close(self) -> None:
         self.observer.send_stop()
@@ -174,12 +177,11 @@ class PlugWatcher:
             if wait <= 0:
                 return None
             try:
-                device, seen_at = self.events.get(timeout=wait)
+                attached = self.events.get(timeout=wait)
             except queue.Empty:
                 continue
-            attached = from_udev(device, read_mounts())
-            if attached is not None and still_attached(attached, self.context):
-                return replace(attached, seen_at=seen_at)
+            if still_attached(attached):  # its own udev context: the observer thread owns self.context
+                return attached
         return None
 
 

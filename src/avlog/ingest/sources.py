@@ -189,9 +189,19 @@ class CardImageSource:
             if head[3:11] == b"EXFAT   ":
                 self.kind = "exfat"
                 self.exfat = ExFAT(volume)
+                declared = self.exfat.vbr.volume_sector_count * self.exfat.sector_size
             else:
                 self.kind = "fat"
                 self.fat = FATFS(volume)
+                declared = self.fat.total_sectors * self.fat.sector_size
+            if declared > size:
+                # An incomplete copy of a card: files and whole folders past its end would vanish silently.
+                raise SourceError(
+                    _(
+                        "{path} is shorter than the filesystem it holds ({size} of {declared} bytes): "
+                        "an incomplete copy of the card?"
+                    ).format(path=path, size=size, declared=declared)
+                )
         except SourceError:
             self.fh.close()
             raise

@@ -132,28 +132,14 @@ def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> 
 
 
 def digests_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> Digests:
-    """Both digests of a store file, read once (``from_disk``: past the page cache)."""
-    b3 = blake3.blake3()
-    sha = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.fstat(fd).st_size
-        with (
-            _mapped(fd, size, drop_cache=from_disk) as view,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool,
-        ):
-            pending: tuple[Future[None], memoryview] | None = None
-            for offset in range(0, size, CHUNK_SIZE):
-                assert view is not None
-                chunk = view[offset : offset + CHUNK_SIZE]
-                if pending is not None:
-                    pending[0].result()
-                    pending[1].release()
-                pending = (pool.submit(sha.update, chunk), chunk)
-                b3.update(chunk)
-            if pending is not None:
-                pending[0].result()
-                pending[1].release()
-    finally:
-        os.close(fd)
-    return Digests(blake3=b3.hexdigest(), sha256=sha.hexdigest(), size=size)
+    """Both digests of a file, read once (``from_disk``: its cached pages dropped first).
+
+    Read with ``readinto``, not a memory map: this is what ``verify`` uses, and
+    a bad sector must come back as an error for that one object, not as a
+    SIGBUS that ends the whole check.
+    """
+    with open(path, "rb", buffering=0) as f:
+        if from_disk and _FADVISE:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        return copy_and_hash(f, None)  # type: ignore[arg-type]

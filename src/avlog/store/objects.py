@@ -185,10 +185,10 @@ class ObjectStore:
             digests = digests_of_file(path, from_disk=True)
         except FileNotFoundError:
             return "missing"
-        except IsADirectoryError:
-            return "mismatch"
         except PermissionError as exc:
             raise StoreError(_("cannot read {path}: permission denied").format(path=path)) from exc
+        except OSError:
+            return "mismatch"  # unreadable (a bad sector, a directory in its place): its bytes cannot be proved
         if digests.blake3 != hexdigest:
             return "mismatch"
         if expected_size is not None and digests.size != expected_size:

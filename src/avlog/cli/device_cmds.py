@@ -124,8 +124,9 @@ def device_scan(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         for attached in list_attached():
             try:
                 identities.append(identify(c, attached))
-            except AvlogError:
-                identities.append(Identified(attached, None, None, None))
+            except AvlogError:  # the card cannot be read: still show what its USB serial says
+                serial = attached.usb_serial
+                identities.append(Identified(attached, serial, "usb", c.catalog.device(serial) if serial else None))
     docs = [render.identity_json(i) for i in identities]
     if as_json:
         render.emit_json({"devices": docs})

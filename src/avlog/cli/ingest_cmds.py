@@ -354,9 +354,7 @@ def watch(
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        if not stop.is_set():
-            render.log(_("stopping: finishing the clip in progress"))
-        stop.set()
+        stop.set()  # only this: writing from a signal handler could interrupt another write to stderr
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -395,6 +393,8 @@ def watch(
                 render.log(_("{node}: ingest failed: {reason}").format(node=attached.node, reason=reason))
                 continue
             render.log(render.ingest_line(outcome.report, attached.node))
+            if outcome.report.stopped:
+                render.log(_("stopping: the clip in progress was finished; the rest waits for the next plug-in"))
             if outcome.cleared:
                 render.log(_("{node}: cleared {n} recordings").format(node=attached.node, n=len(outcome.cleared)))
             if outcome.refused is not None:

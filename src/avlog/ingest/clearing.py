@@ -83,7 +83,7 @@ def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> dict[str,
             raise _refuse(
                 _("{path} cannot be read again: {reason}").format(path=item.original_path, reason=exc)
             ) from exc
-        if again.blake3 != item.blake3 or again.size != clip["size"]:
+        if (again.blake3, again.sha256, again.size) != (item.blake3, clip["sha256"], clip["size"]):
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
     return on_card
 

@@ -202,7 +202,3 @@ def migrate(db: Database) -> list[str]:
             raise
         applied.append(name)
     return applied
-
-
-def schema_version(db: Database) -> int:
-    return int(db.execute("PRAGMA user_version").fetchone()[0])

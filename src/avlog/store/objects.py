@@ -73,9 +73,6 @@ class ObjectStore:
         except FileNotFoundError:
             return None
 
-    def open(self, hexdigest: str) -> BinaryIO:
-        return open(self.path(hexdigest), "rb")
-
     def iter_hexdigests(self) -> Iterator[str]:
         """Every object file's name, whatever the catalog says."""
         if not self.objects.is_dir():
@@ -122,6 +119,7 @@ class ObjectStore:
                 digests = copy_and_hash(reader, fd, progress)
                 if validate is not None:
                     validate(digests)
+                os.fchmod(fd, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)  # read-only, made durable by the fsync
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -133,7 +131,6 @@ class ObjectStore:
                         path=tmp, got=proof[:16], want=digests.blake3[:16]
                     )
                 )
-            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             outcome = self._install(tmp, digests, bool(replace and replace(digests.blake3)))
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -692,7 +692,7 @@ def test_watch_stops_on_sigint_after_the_clip_in_progress(
         watch.close()
 
     assert code == 0, watch.log()
-    assert any("finishing the clip in progress" in line for line in watch.lines), watch.log()
+    assert any("the clip in progress was finished" in line for line in watch.lines), watch.log()
     assert "stopped" in watch.lines[-1], watch.log()
     (run,) = ingests(store, "BC-0001")
     assert (run["status"], run["stored"], run["failed"]) == ("stopped", 2, 0)

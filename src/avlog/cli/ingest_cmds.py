@@ -116,32 +116,26 @@ def _ingest_one(
     as_json: bool,
 ) -> Any:
     from avlog import render
-    from avlog.ingest.clearing import ClearRefused, clear_card
-    from avlog.ingest.pipeline import ingest as run_ingest
+    from avlog.ingest.attached import ingest_and_clear
     from avlog.ingest.sources import open_source
 
     src = open_source(path, c.settings.tz)
-    refused = None
-    cleared = None
     try:
-        report = run_ingest(
+        outcome = ingest_and_clear(
             c,
             src,
             serial,
             allow_unregistered=allow_unregistered,
+            clear=clear,
+            confirmed=confirmed,
             progress=None if as_json else render.RichIngestProgress(),
         )
-        if clear and report.items:
-            try:
-                cleared = clear_card(c, src, report, confirmed=confirmed).deleted
-            except ClearRefused as exc:
-                refused = exc
     finally:
         src.close()
-    _show_ingest(c, report, cleared, as_json)
-    if refused is not None:
-        raise refused
-    return report
+    _show_ingest(c, outcome.report, outcome.cleared, as_json)
+    if outcome.refused is not None:
+        raise outcome.refused
+    return outcome.report
 
 
 def _show_ingest(c: Context, report: Any, cleared: list[str] | None, as_json: bool) -> None:

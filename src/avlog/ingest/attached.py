@@ -98,6 +98,38 @@ class AttachedOutcome:
     refused: ClearRefused | None
 
 
+def ingest_and_clear(
+    ctx: Context,
+    source: Source,
+    serial: str,
+    *,
+    allow_unregistered: bool = False,
+    clear: bool = False,
+    confirmed: bool = False,
+    progress: IngestProgress | None = None,
+    plugged_at: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> AttachedOutcome:
+    """Ingest an open card; then clear it when asked and when it is safe. The caller closes ``source``."""
+    report = ingest(
+        ctx,
+        source,
+        serial,
+        allow_unregistered=allow_unregistered,
+        progress=progress,
+        plugged_at=plugged_at,
+        should_stop=should_stop,
+    )
+    cleared: list[str] = []
+    refused = None
+    if clear and report.items:
+        try:
+            cleared = clear_card(ctx, source, report, confirmed=confirmed).deleted
+        except ClearRefused as exc:
+            refused = exc
+    return AttachedOutcome(report, cleared, refused)
+
+
 def ingest_attached(
     ctx: Context,
     identity: Identified,
@@ -112,28 +144,23 @@ def ingest_attached(
     """Ingest one attached recorder's card; clear it afterwards when asked and when it is safe."""
     assert identity.serial is not None
     source = open_card(identity.device, ctx.settings.tz)
-    if identity.device.seen_at is not None and not still_attached(identity.device):
-        source.close()
-        raise SourceError(
-            _("{node} is no longer the device that was plugged in; it was left alone").format(node=identity.device.node)
-        )
     try:
-        report = ingest(
+        if identity.device.seen_at is not None and not still_attached(identity.device):
+            raise SourceError(
+                _("{node} is no longer the device that was plugged in; it was left alone").format(
+                    node=identity.device.node
+                )
+            )
+        return ingest_and_clear(
             ctx,
             source,
             identity.serial,
             allow_unregistered=allow_unregistered,
+            clear=clear,
+            confirmed=confirmed,
             progress=progress,
             plugged_at=plugged_at,
             should_stop=should_stop,
         )
-        cleared: list[str] = []
-        refused = None
-        if clear and report.items:
-            try:
-                cleared = clear_card(ctx, source, report, confirmed=confirmed).deleted
-            except ClearRefused as exc:
-                refused = exc
     finally:
         source.close()
-    return AttachedOutcome(report, cleared, refused)

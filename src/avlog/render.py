@@ -133,7 +133,13 @@ def simple_progress(label: str, total: int) -> Progress | None:
 # -- clips ------------------------------------------------------------------------------------
 
 
-def clip_json(row: dict[str, Any], tz: tzinfo, custodian: str | None = None) -> dict[str, Any]:
+def clip_json(
+    row: dict[str, Any],
+    tz: tzinfo,
+    custodian: str | None = None,
+    flags: list[str] | None = None,
+    cases: list[str] | None = None,
+) -> dict[str, Any]:
     """SPEC.md's clip shape, plus what else the catalog knows."""
     return {
         "id": row["id"],
@@ -155,8 +161,8 @@ def clip_json(row: dict[str, Any], tz: tzinfo, custodian: str | None = None) -> 
         "ingest_id": row["ingest_id"],
         "ingested_at": show(row["ingested_at"], tz),
         "state": row["state"],
-        "flags": [],
-        "cases": [],
+        "flags": flags or [],
+        "cases": cases or [],
     }
 
 

@@ -20,7 +20,21 @@ from avlog.i18n import _
 DEVICE_KINDS = ("bodycam", "camera", "audio", "terminal", "fixed")
 
 
-COMMAND_ORDER = ("init", "device", "ingest", "watch", "ls", "show", "verify", "audit", "demo")
+COMMAND_ORDER = (
+    "init",
+    "device",
+    "ingest",
+    "watch",
+    "ls",
+    "show",
+    "flag",
+    "unflag",
+    "case",
+    "hold",
+    "verify",
+    "audit",
+    "demo",
+)
 
 
 class AvlogGroup(TyperGroup):

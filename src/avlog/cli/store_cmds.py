@@ -59,21 +59,41 @@ def ls(
     until: Annotated[
         str | None, typer.Option(help=_("Recorded before this time (ISO 8601)."), show_default=False)
     ] = None,
+    case: Annotated[
+        str | None, typer.Option("--case", help=_("Only clips linked to this case."), show_default=False)
+    ] = None,
+    flagged: Annotated[bool, typer.Option("--flagged", help=_("Only clips flagged for long-term keeping."))] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    from avlog import render
+    from avlog import marks, render
     from avlog.timefmt import parse_user_time, to_db
 
     with _closing(_open(ctx)) as c:
         tz = c.settings.tz
+        if case is not None:
+            marks.case(c, case)  # an unknown case is an error, not an empty list
         rows = c.catalog.clips(
             device=device,
             since=to_db(parse_user_time(since, tz)) if since else None,
             until=to_db(parse_user_time(until, tz)) if until else None,
         )
+        flags, cases = marks.marks_by_clip(c)
+        if case is not None:
+            rows = [r for r in rows if case in cases.get(r["id"], [])]
+        if flagged:
+            rows = [r for r in rows if flags.get(r["id"])]
         custodians = {d["serial"]: d["custodian"] for d in c.catalog.devices()}
         if as_json:
-            render.emit_json({"clips": [render.clip_json(r, tz, custodians.get(r["device_serial"])) for r in rows]})
+            render.emit_json(
+                {
+                    "clips": [
+                        render.clip_json(
+                            r, tz, custodians.get(r["device_serial"]), flags.get(r["id"]), cases.get(r["id"])
+                        )
+                        for r in rows
+                    ]
+                }
+            )
         elif rows:
             render.out.print(render.clips_table(rows, tz))
         else:
@@ -91,7 +111,7 @@ def show(
 ) -> None:
     from rich.table import Table
 
-    from avlog import render
+    from avlog import marks, render
     from avlog.store.catalog import loads
     from avlog.timefmt import show as show_time
 
@@ -99,7 +119,10 @@ def show(
         tz = c.settings.tz
         row = c.catalog.resolve_clip(clip)
         device = c.catalog.device(row["device_serial"])
-        data = render.clip_json(row, tz, device["custodian"] if device else None)
+        flags, cases = marks.marks_by_clip(c)
+        data = render.clip_json(
+            row, tz, device["custodian"] if device else None, flags.get(row["id"]), cases.get(row["id"])
+        )
         data["object_path"] = str(c.objects.path(row["blake3"]))
         findings = c.catalog.findings(clip_id=row["id"])
         data["findings"] = [

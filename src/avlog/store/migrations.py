@@ -171,9 +171,85 @@ def _initial(db: Database) -> None:
     )
 
 
+def _flags_cases_holds(db: Database) -> None:
+    """Art. 19-20: flags for long-term keeping, cases with their retention, legal holds; clip tombstones."""
+    db.table("flags").create(
+        {
+            "id": int,
+            "clip_id": int,
+            "reason": str,  # dispute | obstruction | incident | other (Art. 20 (1)-(4))
+            "note": str,
+            "flagged_at": str,
+            "flagged_by": str,
+            "unflagged_at": str,  # set once, by unflag, with its note
+            "unflagged_by": str,
+            "unflag_note": str,
+        },
+        pk="id",
+        not_null={"clip_id", "reason", "flagged_at", "flagged_by"},
+        foreign_keys=[("clip_id", "clips", "id")],
+    )
+    db.table("flags").create_index(["clip_id"])
+    db.table("cases").create(
+        {
+            "id": int,
+            "case_no": str,
+            "title": str,
+            "created_at": str,
+            "created_by": str,
+            "retain_until": str,  # a date; NULL: decided at closing (retain_years) or kept indefinitely
+            "retain_years": int,  # counted from closed_on when retain_until is not given
+            "closed_on": str,  # a date; NULL while the case is open (its clips are kept indefinitely)
+        },
+        pk="id",
+        not_null={"case_no", "created_at", "created_by"},
+    )
+    db.table("cases").create_index(["case_no"], unique=True)
+    db.table("case_clips").create(
+        {
+            "id": int,
+            "case_id": int,
+            "clip_id": int,
+            "linked_at": str,
+            "linked_by": str,
+            "unlinked_at": str,
+            "unlinked_by": str,
+        },
+        pk="id",
+        not_null={"case_id", "clip_id", "linked_at", "linked_by"},
+        foreign_keys=[("case_id", "cases", "id"), ("clip_id", "clips", "id")],
+    )
+    db.table("case_clips").create_index(["clip_id"])
+    db.table("case_clips").create_index(["case_id"])
+    db.table("holds").create(
+        {
+            "id": int,
+            "clip_id": int,  # exactly one of clip_id, case_id, device_serial says what is held
+            "case_id": int,
+            "device_serial": str,
+            "since": str,  # with device_serial: the recording window held
+            "until": str,
+            "reason": str,
+            "placed_at": str,
+            "placed_by": str,
+            "released_at": str,
+            "released_by": str,
+            "release_note": str,
+        },
+        pk="id",
+        not_null={"reason", "placed_at", "placed_by"},
+        foreign_keys=[("clip_id", "clips", "id"), ("case_id", "cases", "id")],
+    )
+    db.table("clips").add_column("due_since", str)  # every rule released it; purged after the grace period
+    db.table("clips").add_column("purged_at", str)  # the tombstone: hashes and size stay in the row forever
+    db.table("clips").add_column("purge_reason", str)
+    db.table("clips").create_index(["state", "due_since"])
+
+
 #: (name, step) in the order they apply. Append only.
 STEPS: list[tuple[str, Callable[[Database], None]]] = [
     ("0001_initial", _initial),
+    ("0002_flags_cases_holds", _flags_cases_holds),
 ]
 
 

@@ -1,0 +1,302 @@
+"""Flags (Art. 20), cases (Art. 19, 21) and legal holds: what keeps a clip beyond the ordinary minimum.
+
+Every change is one transaction with its audit entry. Nothing here deletes:
+an unflag, an unlink or a release is recorded on the row it ends, with who,
+when and (where the rules ask for one) why.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from avlog.context import Context
+from avlog.errors import AvlogError, NotFound, UsageError
+from avlog.i18n import N_, _
+from avlog.timefmt import to_db
+
+#: Art. 20 (1)-(4): the four grounds for long-term keeping.
+FLAG_REASONS = {
+    "dispute": N_("the party objects, complains or petitions"),
+    "obstruction": N_("the party evades, refuses or obstructs, or abuses, insults or assaults officers"),
+    "incident": N_("a mass incident or an emergency"),
+    "other": N_("another case that needs long-term keeping"),
+}
+
+Row = dict[str, Any]
+
+
+def _clips(ctx: Context, refs: list[str]) -> list[Row]:
+    if not refs:
+        raise UsageError(_("name at least one clip"))
+    clips = [ctx.catalog.resolve_clip(ref) for ref in refs]
+    return list({c["id"]: c for c in clips}.values())
+
+
+def active_flags(ctx: Context, clip_id: int) -> list[Row]:
+    return ctx.catalog.query("SELECT * FROM flags WHERE clip_id = ? AND unflagged_at IS NULL ORDER BY id", [clip_id])
+
+
+def flag(ctx: Context, refs: list[str], reason: str, note: str | None) -> list[Row]:
+    """Flag clips for long-term keeping; a clip already flagged for this reason is left as it is."""
+    if reason not in FLAG_REASONS:
+        raise UsageError(_("--reason must be one of {reasons}").format(reasons=", ".join(FLAG_REASONS)))
+    clips = _clips(ctx, refs)
+    added = []
+    with ctx.catalog.change() as db:
+        now = ctx.catalog.now()
+        for clip in clips:
+            if any(f["reason"] == reason for f in active_flags(ctx, clip["id"])):
+                continue
+            row = {"clip_id": clip["id"], "reason": reason, "note": note, "flagged_at": now, "flagged_by": ctx.actor}
+            row["id"] = db.table("flags").insert(row).last_pk
+            ctx.catalog.audit("clip.flag", f"clip:{clip['id']}", {"reason": reason, "note": note}, at=now)
+            added.append(row)
+    return added
+
+
+def unflag(ctx: Context, refs: list[str], note: str, reason: str | None = None) -> list[Row]:
+    """End clips' flags (of one reason, or all); the note saying why is required and audited."""
+    if not note or not note.strip():
+        raise UsageError(_("unflag needs --note saying why the clip no longer needs long-term keeping"))
+    clips = _clips(ctx, refs)
+    ended = []
+    with ctx.catalog.change() as db:
+        now = ctx.catalog.now()
+        for clip in clips:
+            for f in active_flags(ctx, clip["id"]):
+                if reason is not None and f["reason"] != reason:
+                    continue
+                db.execute(
+                    "UPDATE flags SET unflagged_at = ?, unflagged_by = ?, unflag_note = ? WHERE id = ?",
+                    [now, ctx.actor, note, f["id"]],
+                )
+                ctx.catalog.audit("clip.unflag", f"clip:{clip['id']}", {"reason": f["reason"], "note": note}, at=now)
+                ended.append(f)
+    if not ended:
+        raise AvlogError(_("none of these clips has an active flag to end"))
+    return ended
+
+
+# -- cases ------------------------------------------------------------------------------------------
+
+
+def case(ctx: Context, case_no: str) -> Row:
+    row = ctx.catalog.one("SELECT * FROM cases WHERE case_no = ?", [case_no])
+    if row is None:
+        raise NotFound(
+            _("no case {case}; create it with: avlog case add {case} --retain-until DATE").format(case=case_no)
+        )
+    return row
+
+
+def case_add(
+    ctx: Context, case_no: str, *, title: str | None, retain_until: date | None, retain_years: int | None
+) -> Row:
+    """A case whose clips are kept while it is open, then until ``retain_until`` (or closing + years)."""
+    case_no = case_no.strip()
+    if not case_no:
+        raise UsageError(_("the case number may not be empty"))
+    if (retain_until is None) == (retain_years is None):
+        raise UsageError(_("give the case's retention with exactly one of --retain-until DATE or --retain-years N"))
+    if retain_years is not None and retain_years < 1:
+        raise UsageError(_("--retain-years must be at least 1"))
+    with ctx.catalog.change() as db:
+        if ctx.catalog.one("SELECT 1 FROM cases WHERE case_no = ?", [case_no]):
+            raise AvlogError(_("case {case} exists already").format(case=case_no))
+        now = ctx.catalog.now()
+        row = {
+            "case_no": case_no,
+            "title": title,
+            "created_at": now,
+            "created_by": ctx.actor,
+            "retain_until": retain_until.isoformat() if retain_until else None,
+            "retain_years": retain_years,
+        }
+        db.table("cases").insert(row)
+        ctx.catalog.audit(
+            "case.add",
+            f"case:{case_no}",
+            {"title": title, "retain_until": row["retain_until"], "retain_years": retain_years},
+            at=now,
+        )
+    return case(ctx, case_no)
+
+
+def case_close(ctx: Context, case_no: str, on: date) -> Row:
+    """Close a case: from now on its clips are kept until its retention end, no longer indefinitely."""
+    row = case(ctx, case_no)
+    if row["closed_on"]:
+        raise AvlogError(_("case {case} was closed on {on} already").format(case=case_no, on=row["closed_on"]))
+    retain_until = row["retain_until"]
+    if retain_until is None and row["retain_years"]:
+        try:
+            retain_until = on.replace(year=on.year + row["retain_years"]).isoformat()
+        except ValueError:  # 29 February
+            retain_until = on.replace(year=on.year + row["retain_years"], day=28).isoformat()
+    with ctx.catalog.change() as db:
+        db.execute(
+            "UPDATE cases SET closed_on = ?, retain_until = ? WHERE id = ?", [on.isoformat(), retain_until, row["id"]]
+        )
+        ctx.catalog.audit("case.close", f"case:{case_no}", {"closed_on": on.isoformat(), "retain_until": retain_until})
+    return case(ctx, case_no)
+
+
+def case_clip_links(ctx: Context, case_id: int) -> list[Row]:
+    return ctx.catalog.query(
+        "SELECT * FROM case_clips WHERE case_id = ? AND unlinked_at IS NULL ORDER BY clip_id", [case_id]
+    )
+
+
+def case_link(ctx: Context, case_no: str, refs: list[str]) -> list[int]:
+    """Link clips to a case as its evidence (Art. 19); a clip linked already is left as it is."""
+    row = case(ctx, case_no)
+    clips = _clips(ctx, refs)
+    linked = []
+    with ctx.catalog.change() as db:
+        now = ctx.catalog.now()
+        present = {link["clip_id"] for link in case_clip_links(ctx, row["id"])}
+        for clip in clips:
+            if clip["id"] in present:
+                continue
+            db.table("case_clips").insert(
+                {"case_id": row["id"], "clip_id": clip["id"], "linked_at": now, "linked_by": ctx.actor}
+            )
+            ctx.catalog.audit("case.link", f"clip:{clip['id']}", {"case": case_no}, at=now)
+            linked.append(clip["id"])
+    return linked
+
+
+def case_unlink(ctx: Context, case_no: str, refs: list[str], note: str) -> list[int]:
+    if not note or not note.strip():
+        raise UsageError(_("unlink needs --note saying why the clip is no longer evidence in this case"))
+    row = case(ctx, case_no)
+    clips = _clips(ctx, refs)
+    unlinked = []
+    with ctx.catalog.change() as db:
+        now = ctx.catalog.now()
+        links = {link["clip_id"]: link for link in case_clip_links(ctx, row["id"])}
+        for clip in clips:
+            link = links.get(clip["id"])
+            if link is None:
+                continue
+            db.execute(
+                "UPDATE case_clips SET unlinked_at = ?, unlinked_by = ? WHERE id = ?", [now, ctx.actor, link["id"]]
+            )
+            ctx.catalog.audit("case.unlink", f"clip:{clip['id']}", {"case": case_no, "note": note}, at=now)
+            unlinked.append(clip["id"])
+    if not unlinked:
+        raise AvlogError(_("none of these clips is linked to case {case}").format(case=case_no))
+    return unlinked
+
+
+def clip_cases(ctx: Context, clip_id: int) -> list[Row]:
+    return ctx.catalog.query(
+        "SELECT c.* FROM cases c JOIN case_clips l ON l.case_id = c.id "
+        "WHERE l.clip_id = ? AND l.unlinked_at IS NULL ORDER BY c.case_no",
+        [clip_id],
+    )
+
+
+# -- holds ------------------------------------------------------------------------------------------
+
+
+def hold_add(
+    ctx: Context,
+    *,
+    reason: str,
+    clip_ref: str | None = None,
+    case_no: str | None = None,
+    device_serial: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Row:
+    """A legal hold (complaint, litigation, supervision): whatever it covers is never purged while it stands."""
+    if not reason or not reason.strip():
+        raise UsageError(_("a hold needs --reason"))
+    targets = [x for x in (clip_ref, case_no, device_serial) if x is not None]
+    if len(targets) != 1:
+        raise UsageError(_("a hold covers exactly one of: a clip, --case CASE, or --device SERIAL"))
+    if (since is not None or until is not None) and device_serial is None:
+        raise UsageError(_("--since and --until go with --device"))
+    row: Row = {"reason": reason, "placed_by": ctx.actor}
+    if clip_ref is not None:
+        row["clip_id"] = ctx.catalog.resolve_clip(clip_ref)["id"]
+        subject = f"clip:{row['clip_id']}"
+    elif case_no is not None:
+        row["case_id"] = case(ctx, case_no)["id"]
+        subject = f"case:{case_no}"
+    else:
+        assert device_serial is not None
+        if ctx.catalog.device(device_serial) is None and not ctx.catalog.one(
+            "SELECT 1 FROM clips WHERE device_serial = ? LIMIT 1", [device_serial]
+        ):
+            raise NotFound(_("no device {serial} and no clips from it").format(serial=device_serial))
+        row.update(
+            device_serial=device_serial,
+            since=to_db(since) if since else None,
+            until=to_db(until) if until else None,
+        )
+        subject = f"device:{device_serial}"
+    with ctx.catalog.change() as db:
+        row["placed_at"] = ctx.catalog.now()
+        row["id"] = db.table("holds").insert(row).last_pk
+        ctx.catalog.audit(
+            "hold.add",
+            subject,
+            {"hold": row["id"], "reason": reason, "since": row.get("since"), "until": row.get("until")},
+            at=row["placed_at"],
+        )
+    return row
+
+
+def hold_release(ctx: Context, hold_id: int, note: str) -> Row:
+    if not note or not note.strip():
+        raise UsageError(_("releasing a hold needs --note saying why"))
+    row = ctx.catalog.one("SELECT * FROM holds WHERE id = ?", [hold_id])
+    if row is None:
+        raise NotFound(_("no hold {id}").format(id=hold_id))
+    if row["released_at"]:
+        raise AvlogError(_("hold {id} was released already").format(id=hold_id))
+    with ctx.catalog.change() as db:
+        now = ctx.catalog.now()
+        db.execute(
+            "UPDATE holds SET released_at = ?, released_by = ?, release_note = ? WHERE id = ?",
+            [now, ctx.actor, note, hold_id],
+        )
+        ctx.catalog.audit("hold.release", f"hold:{hold_id}", {"note": note}, at=now)
+    return {**row, "released_at": now, "released_by": ctx.actor, "release_note": note}
+
+
+def holds_covering(ctx: Context, clip: Row) -> list[Row]:
+    """The holds that stand over ``clip``: on it, on one of its cases, or on its device and recording time."""
+    return ctx.catalog.query(
+        "SELECT * FROM holds h WHERE h.released_at IS NULL AND ("
+        " h.clip_id = :clip"
+        " OR h.case_id IN (SELECT case_id FROM case_clips WHERE clip_id = :clip AND unlinked_at IS NULL)"
+        " OR (h.device_serial = :device"
+        "     AND (h.since IS NULL OR COALESCE(:end, :start, :ingested) >= h.since)"
+        "     AND (h.until IS NULL OR COALESCE(:start, :end, :ingested) <= h.until)))"
+        " ORDER BY h.id",
+        {
+            "clip": clip["id"],
+            "device": clip["device_serial"],
+            "start": clip["recorded_start"],
+            "end": clip["recorded_end"],
+            "ingested": clip["ingested_at"],
+        },
+    )
+
+
+def marks_by_clip(ctx: Context) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Active flag reasons and linked case numbers, by clip id (two queries, for listings)."""
+    flags: dict[int, list[str]] = {}
+    for row in ctx.catalog.query("SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL ORDER BY id"):
+        flags.setdefault(row["clip_id"], []).append(row["reason"])
+    cases: dict[int, list[str]] = {}
+    for row in ctx.catalog.query(
+        "SELECT l.clip_id, c.case_no FROM case_clips l JOIN cases c ON c.id = l.case_id "
+        "WHERE l.unlinked_at IS NULL ORDER BY c.case_no"
+    ):
+        cases.setdefault(row["clip_id"], []).append(row["case_no"])
+    return flags, cases

@@ -126,7 +126,8 @@ def device_scan(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 identities.append(identify(c, attached))
             except AvlogError:  # the card cannot be read: still show what its USB serial says
                 serial = attached.usb_serial
-                identities.append(Identified(attached, serial, "usb", c.catalog.device(serial) if serial else None))
+                registered = c.catalog.device(serial) if serial else None
+                identities.append(Identified(attached, serial, "usb" if serial else None, registered))
     docs = [render.identity_json(i) for i in identities]
     if as_json:
         render.emit_json({"devices": docs})

@@ -14,6 +14,7 @@ import shutil
 import stat
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from avlog.context import Context
 from avlog.errors import PartialFailure
@@ -102,14 +103,55 @@ def _short_path(entry: SourceEntry) -> str:
     return path
 
 
+def _sysfs_family(major: int, minor: int) -> set[tuple[int, int]]:
+    """A block device with its partitions, or a partition with its disk and the disk's other partitions."""
+
+    def dev_of(folder: Path) -> tuple[int, int] | None:
+        try:
+            text = (folder / "dev").read_text().strip()
+        except OSError:
+            return None
+        a, b = text.split(":")
+        return int(a), int(b)
+
+    family = {(major, minor)}
+    base = Path(f"/sys/dev/block/{major}:{minor}")
+    try:
+        base = base.resolve(strict=True)
+    except OSError:
+        return family
+    disk = base.parent if (base / "partition").exists() else base
+    for folder in [disk, *disk.iterdir()]:
+        number = dev_of(folder) if folder.is_dir() else None
+        if number is not None:
+            family.add(number)
+    return family
+
+
+def _loop_backed(path: str) -> bool:
+    """Whether an image file is attached to a loop device (and so possibly mounted through it)."""
+    target = os.path.realpath(path)
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if os.path.realpath(backing.read_text().strip()) == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _refuse_if_mounted(source: CardImageSource) -> None:
-    """Never write raw into a filesystem the kernel has mounted."""
+    """Never write raw into a filesystem the kernel may have mounted: the node, its disk or partitions, a loop."""
     try:
         st = os.stat(source.location)
     except OSError:
         return
-    if stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) in read_mounts():
-        raise _refuse(_("the card is mounted; clear it through its mount point"))
+    if stat.S_ISBLK(st.st_mode):
+        mounted = set(read_mounts())
+        if _sysfs_family(os.major(st.st_rdev), os.minor(st.st_rdev)) & mounted:
+            raise _refuse(_("the card is mounted; clear it through its mount point"))
+    elif _loop_backed(source.location):
+        raise _refuse(_("the card image is attached to a loop device; detach it first"))
 
 
 def _delete(source: Source, paths: list[str], targets: list[str]) -> None:

@@ -180,8 +180,9 @@ class CardImageSource:
         try:
             offset, size = _find_volume(self.fh)
             self.offset = offset  # where the filesystem starts in the image (after a partition table)
-            if size is None:
-                size = self.fh.seek(0, os.SEEK_END) - offset  # works for block devices too
+            available = self.fh.seek(0, os.SEEK_END) - offset  # works for block devices too
+            # A partition table may promise more than an incomplete copy of the card holds.
+            size = available if size is None else min(size, available)
             volume: BinaryIO = RangeStream(self.fh, offset, size)
             volume.seek(0)
             head = volume.read(SECTOR)

@@ -313,3 +313,26 @@ def test_every_clip_has_its_clip_add_entry(cli: Cli, store: Path, demo_card: Sam
         assert entry["actor"] == "tester"
         # Written by the same change as the row: one timestamp for both.
         assert entry["at"] == clip["ingested_at"]
+
+
+def test_a_step_applied_to_a_catalog_with_an_audit_log_is_audited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlite_utils import Database
+
+    from avlog.store import audit as audit_log
+    from avlog.store import migrations
+
+    db = Database(sqlite3.connect(tmp_path / "old.sqlite"))
+    monkeypatch.setattr(migrations, "STEPS", migrations.STEPS[:1])
+    assert migrations.migrate(db) == ["0001_initial"]  # a catalog as the first release left it
+    db.execute("BEGIN")
+    audit_log.append(db, at="2026-01-01T00:00:00.000000Z", actor="t", action="store.init", subject="store", details={})
+    db.execute("COMMIT")
+    monkeypatch.undo()
+    later = [name for name, _step in migrations.STEPS[1:]]
+    assert migrations.migrate(db, actor="王警官") == later
+    rows = list(db.query("SELECT action, actor, details FROM audit WHERE action = 'catalog.migrate' ORDER BY seq"))
+    assert [json.loads(r["details"])["step"] for r in rows] == later
+    assert {r["actor"] for r in rows} == {"王警官"}
+    assert audit_log.verify_chain(db).first_break is None

@@ -52,7 +52,7 @@ class Catalog:
             self.db.enable_wal()
             # WAL with synchronous=FULL: a committed change survives a power cut.
             self.db.execute("PRAGMA synchronous = FULL")
-            migrate(self.db)
+            migrate(self.db, actor=actor, at=to_db(clock()))
         except sqlite3.DatabaseError as exc:
             if _no_room(path.parent):
                 # WAL needs its shared-memory file even to read: a full disk shows up as an I/O error.

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
+from avlog.store.audit import append
 from avlog.timefmt import to_db
 
 
@@ -253,12 +254,17 @@ STEPS: list[tuple[str, Callable[[Database], None]]] = [
 ]
 
 
-def migrate(db: Database) -> list[str]:
-    """Apply every step not yet recorded; return the names applied now."""
+def migrate(db: Database, *, actor: str = "avlog", at: str | None = None) -> list[str]:
+    """Apply every step not yet recorded; return the names applied now.
+
+    A step applied to a catalog that has its audit log already writes a
+    ``catalog.migrate`` entry in the same transaction, like every other change.
+    """
     if "_migrations" not in db.table_names():
         with db.atomic():
             db.table("_migrations").create({"name": str, "applied_at": str}, pk="name", if_not_exists=True)
     done = {row["name"] for row in db.table("_migrations").rows}
+    existing_log = "audit" in db.table_names()  # a new catalog's own first steps are its creation, not changes
     applied = []
     for number, (name, step) in enumerate(STEPS, start=1):
         if name in done:
@@ -270,7 +276,12 @@ def migrate(db: Database) -> list[str]:
                 db.execute("COMMIT")
                 continue
             step(db)
-            db.table("_migrations").insert({"name": name, "applied_at": to_db(datetime.now(UTC))})
+            applied_at = at or to_db(datetime.now(UTC))
+            db.table("_migrations").insert({"name": name, "applied_at": applied_at})
+            if existing_log:
+                append(
+                    db, at=applied_at, actor=actor, action="catalog.migrate", subject="catalog", details={"step": name}
+                )
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")
         except BaseException:

@@ -31,6 +31,7 @@ COMMAND_ORDER = (
     "unflag",
     "case",
     "hold",
+    "retention-sweep",
     "verify",
     "audit",
     "demo",

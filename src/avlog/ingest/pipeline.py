@@ -169,6 +169,14 @@ def _record(
     catalog = ctx.catalog
     now = catalog.now()
     with catalog.change() as db:
+        # Under the catalog's write lock, which the retention sweep also holds while it removes objects:
+        # the object this clip will name is on disk now, so no clip row is committed without its bytes.
+        if ctx.objects.size(digests.blake3) != digests.size:
+            raise CopyNotProven(
+                _("the store's copy of {path} was removed while it was being recorded; run the ingest again").format(
+                    path=entry.path
+                )
+            )
         db.execute(
             "INSERT OR IGNORE INTO objects (blake3, sha256, size, stored_at) VALUES (?, ?, ?, ?)",
             [digests.blake3, digests.sha256, digests.size, now],

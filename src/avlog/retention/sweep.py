@@ -1,0 +1,368 @@
+"""The retention sweep: decide every clip with :func:`policy.decide`, then mark, rescue and purge.
+
+A run loads the facts of all clips with a handful of queries (no query per clip), decides each one,
+and unless it is a dry run applies the decisions:
+
+- a clip no rule keeps any more becomes due (``due_since`` = now, audit ``clip.due``);
+- a due clip that a rule keeps again (a flag, a case, a hold) is rescued (``due_since`` cleared,
+  audit ``clip.rescued``), so its next release starts a fresh grace period;
+- a clip whose grace period is over is purged: its object is re-hashed first (a missing or damaged
+  object is a problem to report, never silently tombstoned); then, in one transaction, its facts are
+  loaded and decided again and only if it is still :class:`Purge` is the tombstone written
+  (``state = 'purged'``, ``purged_at``, ``purge_reason``; hashes and size stay in the row forever)
+  with its audit entry ``clip.purge``. After the commit the object file is removed when no stored
+  clip still uses that content (content shared by two clips stays until both may go).
+
+A crash between the commit and the removal leaves a purged clip whose object is still there; every
+run first removes the objects of purged clips that no stored clip needs, so a re-run converges.
+Two sweeps never overlap: a run that changes the store holds ``STORE/tmp/retention.lock``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+from avlog.context import Context
+from avlog.errors import AvlogError, UsageError
+from avlog.i18n import _
+from avlog.retention.policy import (
+    PURGED,
+    CaseFact,
+    ClipFacts,
+    Decision,
+    Due,
+    FlagFact,
+    HoldFact,
+    Keep,
+    Policy,
+    Purge,
+    decide,
+    retention_end,
+)
+from avlog.timefmt import from_db, to_db
+
+Row = dict[str, Any]
+
+LOCK_NAME = "retention.lock"
+
+#: Ingest findings that say the recorder's clock was wrong for a clip: its minimum counts from ingest.
+WRONG_CLOCK_FINDINGS = ("implausibly_old", "future")
+
+
+class SweepRunning(AvlogError):
+    """Another retention sweep holds the lock (exit 1)."""
+
+
+@dataclass
+class Problem:
+    clip_id: int
+    blake3: str
+    problem: str  # missing | mismatch
+
+
+@dataclass
+class SweepReport:
+    now: datetime
+    dry_run: bool
+    kept: dict[str, int] = field(default_factory=dict)
+    already_purged: int = 0
+    due: list[tuple[Row, Due]] = field(default_factory=list)
+    newly_due: list[int] = field(default_factory=list)
+    rescued: list[int] = field(default_factory=list)
+    purged: list[Row] = field(default_factory=list)
+    freed_bytes: int = 0
+    removed_objects: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "kept": dict(self.kept),
+            "due": len(self.due),
+            "newly_due": len(self.newly_due),
+            "rescued": len(self.rescued),
+            "purged": len(self.purged),
+            "freed_bytes": self.freed_bytes,
+            "removed_objects": len(self.removed_objects),
+            "problems": len(self.problems),
+        }
+
+
+def policy_of(ctx: Context) -> Policy:
+    r = ctx.settings.retention
+    return Policy(min_days=r.min_days, grace_days=r.grace_days, disc_copies=r.disc_copies)
+
+
+# -- facts ------------------------------------------------------------------------------------------
+
+
+def _where(clip_id: int | None, column: str) -> tuple[str, list[Any]]:
+    return (f" AND {column} = ?", [clip_id]) if clip_id is not None else ("", [])
+
+
+def _covers(hold: Row, clip: Row, case_ids: set[int]) -> bool:
+    """The same rule as :func:`avlog.marks.holds_covering`, in Python (catalog times compare as text)."""
+    if hold["clip_id"] is not None:
+        return bool(hold["clip_id"] == clip["id"])
+    if hold["case_id"] is not None:
+        return hold["case_id"] in case_ids
+    if hold["device_serial"] != clip["device_serial"]:
+        return False
+    late = clip["recorded_end"] or clip["recorded_start"] or clip["ingested_at"]
+    early = clip["recorded_start"] or clip["recorded_end"] or clip["ingested_at"]
+    return (hold["since"] is None or late >= hold["since"]) and (hold["until"] is None or early <= hold["until"])
+
+
+def load_facts(ctx: Context, clip_id: int | None = None) -> list[tuple[Row, ClipFacts]]:
+    """Every clip (or one) with the facts the rules need: five queries, whatever the number of clips."""
+    q = ctx.catalog.query
+    sql, params = _where(clip_id, "id")
+    clips = q(f"SELECT * FROM clips WHERE 1 = 1{sql} ORDER BY id", params)
+    sql, params = _where(clip_id, "clip_id")
+    flags: dict[int, list[FlagFact]] = {}
+    for r in q(f"SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL{sql} ORDER BY id", params):
+        flags.setdefault(r["clip_id"], []).append(FlagFact(r["reason"]))
+    sql, params = _where(clip_id, "l.clip_id")
+    cases: dict[int, list[CaseFact]] = {}
+    case_ids: dict[int, set[int]] = {}
+    for r in q(
+        "SELECT l.clip_id, c.id, c.case_no, c.closed_on, c.retain_until FROM case_clips l "
+        f"JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL{sql} ORDER BY c.case_no",
+        params,
+    ):
+        cases.setdefault(r["clip_id"], []).append(
+            CaseFact(
+                r["case_no"],
+                date.fromisoformat(r["closed_on"]) if r["closed_on"] else None,
+                date.fromisoformat(r["retain_until"]) if r["retain_until"] else None,
+            )
+        )
+        case_ids.setdefault(r["clip_id"], set()).add(r["id"])
+    holds = q("SELECT * FROM holds WHERE released_at IS NULL ORDER BY id")
+    kinds = ", ".join("?" for _k in WRONG_CLOCK_FINDINGS)
+    sql, params = _where(clip_id, "clip_id")
+    wrong_clock = {
+        r["clip_id"]
+        for r in q(
+            f"SELECT DISTINCT clip_id FROM findings WHERE clip_id IS NOT NULL AND kind IN ({kinds}){sql}",
+            [*WRONG_CLOCK_FINDINGS, *params],
+        )
+    }
+    result = []
+    for clip in clips:
+        cid = clip["id"]
+        covering = tuple(HoldFact(h["id"], released=False) for h in holds if _covers(h, clip, case_ids.get(cid, set())))
+        ingested = from_db(clip["ingested_at"])
+        assert ingested is not None
+        facts = ClipFacts(
+            clip_id=cid,
+            recorded_end=None if cid in wrong_clock else from_db(clip["recorded_end"]),
+            ingested_at=ingested,
+            kind=clip["media_kind"],
+            device_serial=clip["device_serial"],
+            state=clip["state"],
+            due_since=from_db(clip["due_since"]),
+            flags=tuple(flags.get(cid, ())),
+            cases=tuple(cases.get(cid, ())),
+            holds=covering,
+            verified_discs=0,  # no disc registry yet: a flagged clip is on no verified disc
+        )
+        result.append((clip, facts))
+    return result
+
+
+# -- the lock ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def sweep_lock(ctx: Context) -> Iterator[None]:
+    """Hold ``STORE/tmp/retention.lock`` (non-blocking): a second sweep fails at once, saying why."""
+    path = ctx.root / "tmp" / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepRunning(
+                _("a retention sweep is running already (it holds {path}); try again when it has finished").format(
+                    path=path
+                )
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+# -- the sweep --------------------------------------------------------------------------------------
+
+
+def _purge_reason(facts: ClipFacts, policy: Policy, ctx: Context) -> str:
+    end = retention_end(facts, policy, ctx.settings.tz)
+    since = facts.due_since
+    return (
+        f"no rule keeps it: retention ended {end.isoformat() if end else '-'}, "
+        f"due since {since.isoformat() if since else '-'}, grace {policy.grace_days} days"
+    )
+
+
+def _object_unneeded(ctx: Context, blake3: str) -> bool:
+    return ctx.catalog.one("SELECT 1 FROM clips WHERE blake3 = ? AND state = 'stored' LIMIT 1", [blake3]) is None
+
+
+def _remove_object(ctx: Context, blake3: str, size: int, report: SweepReport) -> None:
+    """Remove an object no stored clip uses, holding the catalog's write lock so no clip of it can appear."""
+    with ctx.catalog.change():
+        if not _object_unneeded(ctx, blake3) or not ctx.objects.exists(blake3):
+            return
+        ctx.objects.remove(blake3)
+    report.removed_objects.append(blake3)
+    report.freed_bytes += size
+
+
+def _remove_leftovers(ctx: Context, report: SweepReport) -> None:
+    """Objects of purged clips that no stored clip needs: left by a sweep that stopped after its commit."""
+    rows = ctx.catalog.query(
+        "SELECT DISTINCT p.blake3, p.size FROM clips p WHERE p.state = 'purged' AND NOT EXISTS "
+        "(SELECT 1 FROM clips s WHERE s.blake3 = p.blake3 AND s.state = 'stored') ORDER BY p.blake3"
+    )
+    for r in rows:
+        if ctx.objects.exists(r["blake3"]):
+            _remove_object(ctx, r["blake3"], r["size"], report)
+
+
+def _purge_one(ctx: Context, clip: Row, policy: Policy, now: datetime, report: SweepReport) -> None:
+    tz = ctx.settings.tz
+    with ctx.catalog.change() as db:
+        # Re-check in the same transaction: a flag, case or hold placed since the sweep looked wins.
+        (fresh, facts), *_rest = load_facts(ctx, clip["id"])
+        decision = decide(facts, policy, now, tz)
+        if not isinstance(decision, Purge):
+            _count(report, decision, fresh)
+            return
+        at = to_db(now)
+        reason = _purge_reason(facts, policy, ctx)
+        db.execute(
+            "UPDATE clips SET state = ?, purged_at = ?, purge_reason = ? WHERE id = ? AND state = 'stored'",
+            [PURGED, at, reason, fresh["id"]],
+        )
+        ctx.catalog.audit(
+            "clip.purge",
+            f"clip:{fresh['id']}",
+            {
+                "blake3": fresh["blake3"],
+                "sha256": fresh["sha256"],
+                "size": fresh["size"],
+                "due_since": fresh["due_since"],
+                "reason": reason,
+            },
+            at=at,
+        )
+    report.purged.append({**fresh, "state": PURGED, "purged_at": at, "purge_reason": reason})
+    if _object_unneeded(ctx, fresh["blake3"]):
+        _remove_object(ctx, fresh["blake3"], fresh["size"], report)
+
+
+def _count(report: SweepReport, decision: Decision, clip: Row) -> None:
+    if isinstance(decision, Keep):
+        if decision.reason == "purged_already":
+            report.already_purged += 1
+        else:
+            report.kept[decision.reason] = report.kept.get(decision.reason, 0) + 1
+    elif isinstance(decision, Due):
+        report.due.append((clip, decision))
+
+
+def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> SweepReport:
+    """Decide every clip and, unless ``dry_run``, mark, rescue and purge as the rules say.
+
+    ``as_of`` (dry runs only) previews a later sweep, assuming sweeps ran every night until then: a clip
+    released before ``as_of`` counts as due from the moment it was released.
+    """
+    if as_of is not None and not dry_run:
+        raise UsageError(_("--as-of previews a later sweep and goes only with --dry-run"))
+    if as_of is not None and as_of.utcoffset() is None:
+        raise ValueError("as_of must be an aware datetime")
+    if dry_run:
+        return _decide_all(ctx, (as_of or ctx.clock()).astimezone(UTC), dry_run=True, preview=as_of is not None)
+    with sweep_lock(ctx):
+        return _decide_all(ctx, ctx.clock().astimezone(UTC), dry_run=False, preview=False)
+
+
+def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) -> SweepReport:
+    policy = policy_of(ctx)
+    tz = ctx.settings.tz
+    report = SweepReport(now=now, dry_run=dry_run)
+    if not dry_run:
+        _remove_leftovers(ctx, report)
+    to_purge: list[tuple[Row, ClipFacts]] = []
+    to_mark: list[Row] = []
+    to_rescue: list[Row] = []
+    for clip, facts in load_facts(ctx):
+        if preview and facts.due_since is None and facts.state != PURGED:
+            end = retention_end(facts, policy, tz)
+            if end is not None and end <= now:
+                facts = replace(facts, due_since=end)
+        decision = decide(facts, policy, now, tz)
+        if isinstance(decision, Purge):
+            to_purge.append((clip, facts))
+            continue
+        _count(report, decision, clip)
+        if isinstance(decision, Due) and clip["due_since"] is None:
+            to_mark.append(clip)
+        elif isinstance(decision, Keep) and decision.reason != "purged_already" and clip["due_since"] is not None:
+            to_rescue.append(clip)
+    if dry_run:
+        report.newly_due = [c["id"] for c in to_mark]
+        report.rescued = [c["id"] for c in to_rescue]
+        _preview_purges(ctx, to_purge, report)
+        return report
+    if to_mark or to_rescue:
+        at = to_db(now)
+        with ctx.catalog.change() as db:
+            for clip in to_mark:
+                db.execute("UPDATE clips SET due_since = ? WHERE id = ? AND due_since IS NULL", [at, clip["id"]])
+                ctx.catalog.audit("clip.due", f"clip:{clip['id']}", {"due_since": at}, at=at)
+            for clip in to_rescue:
+                db.execute("UPDATE clips SET due_since = NULL WHERE id = ?", [clip["id"]])
+                ctx.catalog.audit("clip.rescued", f"clip:{clip['id']}", {"was_due_since": clip["due_since"]}, at=at)
+        report.newly_due = [c["id"] for c in to_mark]
+        report.rescued = [c["id"] for c in to_rescue]
+    checked: dict[str, str | None] = {}
+    for clip, _facts in to_purge:
+        key = clip["blake3"]
+        if key not in checked:
+            checked[key] = ctx.objects.check(key, clip["size"], clip["sha256"])
+        problem = checked[key]
+        if problem is not None:
+            report.problems.append(Problem(clip["id"], key, problem))
+            continue
+        _purge_one(ctx, clip, policy, now, report)
+    with ctx.catalog.change():
+        ctx.catalog.audit("retention.sweep", "store", report.counts(), at=to_db(now))
+    return report
+
+
+def _preview_purges(ctx: Context, to_purge: list[tuple[Row, ClipFacts]], report: SweepReport) -> None:
+    """What a real sweep would purge and free; objects are only looked at (size), not re-hashed."""
+    purging = {clip["id"] for clip, _f in to_purge}
+    still_needed = {
+        r["blake3"]
+        for r in ctx.catalog.query("SELECT id, blake3 FROM clips WHERE state = 'stored'")
+        if r["id"] not in purging
+    }
+    freed: set[str] = set()
+    for clip, _facts in to_purge:
+        size = ctx.objects.size(clip["blake3"])
+        if size is None or size != clip["size"]:
+            report.problems.append(Problem(clip["id"], clip["blake3"], "missing" if size is None else "mismatch"))
+            continue
+        report.purged.append(clip)
+        if clip["blake3"] not in still_needed and clip["blake3"] not in freed:
+            freed.add(clip["blake3"])
+            report.freed_bytes += clip["size"]

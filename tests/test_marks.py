@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,38 @@ def test_holds_cover_a_clip_a_case_or_a_device_window(cli: Cli, store: Path, cli
         "device:BC-0001",
     ]
     assert cli("audit", "verify").exit_code == 0
+
+
+def test_bad_mark_options_are_usage_errors(cli: Cli, clip_ids: list[int]) -> None:
+    a = clip_ids[0]
+    assert cli("case", "add", "X", "--retain-years", "10000").exit_code == 2  # could never be closed
+    assert cli("unflag", str(a), "--note", "n", "--reason", "gossip").exit_code == 2
+    assert (
+        cli(
+            "hold",
+            "add",
+            "--device",
+            "BC-0001",
+            "--since",
+            "2026-12-01",
+            "--until",
+            "2026-11-01",
+            "--reason",
+            "backwards",
+        ).exit_code
+        == 2
+    )
+
+
+def test_a_bare_until_date_holds_that_whole_day(cli: Cli, store: Path, clip_ids: list[int]) -> None:
+    context = open_context(store, actor="tester")
+    try:
+        clip = context.catalog.one("SELECT * FROM clips WHERE id = ?", [clip_ids[0]])
+        start = context.catalog.clips()[0]["recorded_start"]
+        day = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(context.settings.tz).date().isoformat()
+        assert (
+            cli("hold", "add", "--device", "BC-0001", "--since", day, "--until", day, "--reason", "督察").exit_code == 0
+        )
+        assert [h["id"] for h in holds_covering(context, clip)] == [1]
+    finally:
+        context.close()

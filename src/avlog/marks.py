@@ -13,10 +13,11 @@ from typing import Any
 from avlog.context import Context
 from avlog.errors import AvlogError, NotFound, UsageError
 from avlog.i18n import N_, _
+from avlog.retention.policy import FLAG_REASONS
 from avlog.timefmt import to_db
 
-#: Art. 20 (1)-(4): the four grounds for long-term keeping.
-FLAG_REASONS = {
+#: Art. 20 (1)-(4): the four grounds for long-term keeping, in the policy's order, described for people.
+FLAG_TEXTS = {
     "dispute": N_("the party objects, complains or petitions"),
     "obstruction": N_("the party evades, refuses or obstructs, or abuses, insults or assaults officers"),
     "incident": N_("a mass incident or an emergency"),
@@ -24,6 +25,11 @@ FLAG_REASONS = {
 }
 
 Row = dict[str, Any]
+
+
+def _check_reason(reason: str) -> None:
+    if reason not in FLAG_REASONS:
+        raise UsageError(_("--reason must be one of {reasons}").format(reasons=", ".join(FLAG_REASONS)))
 
 
 def _clips(ctx: Context, refs: list[str]) -> list[Row]:
@@ -39,8 +45,7 @@ def active_flags(ctx: Context, clip_id: int) -> list[Row]:
 
 def flag(ctx: Context, refs: list[str], reason: str, note: str | None) -> list[Row]:
     """Flag clips for long-term keeping; a clip already flagged for this reason is left as it is."""
-    if reason not in FLAG_REASONS:
-        raise UsageError(_("--reason must be one of {reasons}").format(reasons=", ".join(FLAG_REASONS)))
+    _check_reason(reason)
     clips = _clips(ctx, refs)
     added = []
     with ctx.catalog.change() as db:
@@ -59,6 +64,8 @@ def unflag(ctx: Context, refs: list[str], note: str, reason: str | None = None) 
     """End clips' flags (of one reason, or all); the note saying why is required and audited."""
     if not note or not note.strip():
         raise UsageError(_("unflag needs --note saying why the clip no longer needs long-term keeping"))
+    if reason is not None:
+        _check_reason(reason)
     clips = _clips(ctx, refs)
     ended = []
     with ctx.catalog.change() as db:
@@ -99,8 +106,8 @@ def case_add(
         raise UsageError(_("the case number may not be empty"))
     if (retain_until is None) == (retain_years is None):
         raise UsageError(_("give the case's retention with exactly one of --retain-until DATE or --retain-years N"))
-    if retain_years is not None and retain_years < 1:
-        raise UsageError(_("--retain-years must be at least 1"))
+    if retain_years is not None and not 1 <= retain_years <= 100:
+        raise UsageError(_("--retain-years must be between 1 and 100"))
     with ctx.catalog.change() as db:
         if ctx.catalog.one("SELECT 1 FROM cases WHERE case_no = ?", [case_no]):
             raise AvlogError(_("case {case} exists already").format(case=case_no))
@@ -125,16 +132,17 @@ def case_add(
 
 def case_close(ctx: Context, case_no: str, on: date) -> Row:
     """Close a case: from now on its clips are kept until its retention end, no longer indefinitely."""
-    row = case(ctx, case_no)
-    if row["closed_on"]:
-        raise AvlogError(_("case {case} was closed on {on} already").format(case=case_no, on=row["closed_on"]))
-    retain_until = row["retain_until"]
-    if retain_until is None and row["retain_years"]:
-        try:
-            retain_until = on.replace(year=on.year + row["retain_years"]).isoformat()
-        except ValueError:  # 29 February
-            retain_until = on.replace(year=on.year + row["retain_years"], day=28).isoformat()
     with ctx.catalog.change() as db:
+        row = case(ctx, case_no)  # read inside the write transaction: two closings cannot both pass
+        if row["closed_on"]:
+            raise AvlogError(_("case {case} was closed on {on} already").format(case=case_no, on=row["closed_on"]))
+        retain_until = row["retain_until"]
+        if retain_until is None and row["retain_years"]:
+            years = row["retain_years"]
+            try:
+                retain_until = on.replace(year=on.year + years).isoformat()
+            except ValueError:  # 29 February in a year that has none
+                retain_until = on.replace(year=on.year + years, day=28).isoformat()
         db.execute(
             "UPDATE cases SET closed_on = ?, retain_until = ? WHERE id = ?", [on.isoformat(), retain_until, row["id"]]
         )
@@ -219,6 +227,8 @@ def hold_add(
         raise UsageError(_("a hold covers exactly one of: a clip, --case CASE, or --device SERIAL"))
     if (since is not None or until is not None) and device_serial is None:
         raise UsageError(_("--since and --until go with --device"))
+    if since is not None and until is not None and since > until:
+        raise UsageError(_("--since must not be after --until"))
     row: Row = {"reason": reason, "placed_by": ctx.actor}
     if clip_ref is not None:
         row["clip_id"] = ctx.catalog.resolve_clip(clip_ref)["id"]
@@ -253,12 +263,12 @@ def hold_add(
 def hold_release(ctx: Context, hold_id: int, note: str) -> Row:
     if not note or not note.strip():
         raise UsageError(_("releasing a hold needs --note saying why"))
-    row = ctx.catalog.one("SELECT * FROM holds WHERE id = ?", [hold_id])
-    if row is None:
-        raise NotFound(_("no hold {id}").format(id=hold_id))
-    if row["released_at"]:
-        raise AvlogError(_("hold {id} was released already").format(id=hold_id))
     with ctx.catalog.change() as db:
+        row = ctx.catalog.one("SELECT * FROM holds WHERE id = ?", [hold_id])  # inside: no double release
+        if row is None:
+            raise NotFound(_("no hold {id}").format(id=hold_id))
+        if row["released_at"]:
+            raise AvlogError(_("hold {id} was released already").format(id=hold_id))
         now = ctx.catalog.now()
         db.execute(
             "UPDATE holds SET released_at = ?, released_by = ?, release_note = ? WHERE id = ?",

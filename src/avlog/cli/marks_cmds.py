@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +25,16 @@ app.add_typer(case_app, name="case", short_help=_("Cases and the clips that are 
 app.add_typer(hold_app, name="hold", short_help=_("Legal holds that block purging."))
 
 ClipsArg = Annotated[list[str], typer.Argument(help=_("Clip ids or BLAKE3 prefixes (at least 8 hex digits)."))]
+
+
+def _end_of(text: str, tz: Any) -> datetime:
+    """``--until 2026-11-30`` holds all of 30 November; a time given with it is taken as it is."""
+    from avlog.timefmt import parse_user_time
+
+    moment = parse_user_time(text, tz)
+    if len(text.strip()) == 10:  # a date alone
+        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment
 
 
 def _date(text: str | None, option: str) -> date | None:
@@ -258,7 +268,7 @@ def hold_add(
             case_no=case_no,
             device_serial=device,
             since=parse_user_time(since, tz) if since else None,
-            until=parse_user_time(until, tz) if until else None,
+            until=_end_of(until, tz) if until else None,
         )
     if as_json:
         render.emit_json({"hold": row["id"], "reason": reason})

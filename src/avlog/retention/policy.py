@@ -48,7 +48,7 @@ from avlog.i18n import _
 from avlog.settings import RETENTION_FLOOR_DAYS
 
 #: Art. 20: the reasons footage needs long-term keeping.
-FLAG_REASONS: Final = ("dispute", "obstruction", "incident", "other")
+FLAG_REASONS: Final = ("dispute", "obstruction", "incident", "other")  # Art. 20 (1)-(4); texts in avlog.marks
 
 #: The clip state that means the object is gone and only the tombstone is left.
 PURGED: Final = "purged"

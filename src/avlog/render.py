@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import tzinfo
+from collections.abc import Mapping
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +28,7 @@ from rich.text import Text
 from avlog.i18n import N_, _
 from avlog.ingest.report import IngestReport
 from avlog.ingest.timeline import Finding
+from avlog.retention.policy import PURGED, ClipFacts, Due, Keep, Policy, decide, explain, retention_end
 from avlog.store.catalog import Catalog, loads
 from avlog.timefmt import from_db, show
 
@@ -172,12 +174,17 @@ def table_time(text: str | None, tz: tzinfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
 
 
-def clips_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
+def clips_table(rows: list[dict[str, Any]], tz: tzinfo, retention: Mapping[int, dict[str, Any]] | None = None) -> Table:
+    """Clips as a table; with ``retention`` (by clip id, from :func:`retention_json`) also their state,
+    retention end and what keeps them."""
     table = Table(title=None, show_lines=False)
-    for header in (_("id"), _("device"), _("recorded"), _("duration"), _("size"), _("file"), _("BLAKE3")):
+    headers = [_("id"), _("device"), _("recorded"), _("duration"), _("size"), _("file"), _("BLAKE3")]
+    if retention is not None:
+        headers += [_("state"), _("kept until"), _("retention")]
+    for header in headers:
         table.add_column(header)
     for row in rows:
-        table.add_row(
+        cells = [
             str(row["id"]),
             row["device_serial"],
             table_time(row["recorded_start"], tz),
@@ -185,8 +192,150 @@ def clips_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
             human_size(row["size"]),
             row["original_path"],
             row["blake3"][:12],
-        )
+        ]
+        if retention is not None:
+            cells += [_(row["state"]), *retention_cells(retention[row["id"]])]
+        table.add_row(*cells)
     return table
+
+
+# -- retention --------------------------------------------------------------------------------------
+
+#: Short names of the reasons a clip is kept, for table cells.
+KEEP_SHORT = {
+    "hold": N_("legal hold"),
+    "case_open": N_("open case"),
+    "case_retention": N_("closed case"),
+    "flagged_not_on_discs": N_("flagged, not on discs"),
+    "minimum_retention": N_("minimum retention"),
+}
+
+
+def _iso(moment: datetime | None, tz: tzinfo) -> str | None:
+    return moment.astimezone(tz).isoformat(timespec="seconds") if moment is not None else None
+
+
+def retention_json(row: dict[str, Any], facts: ClipFacts, policy: Policy, now: datetime, tz: tzinfo) -> dict[str, Any]:
+    """The retention decision for one clip at ``now``, for ``ls`` and ``show``.
+
+    ``decision``: keep, due (no rule keeps it, its grace period runs), purge (the next sweep purges it)
+    or purged. ``reason``: the rule that keeps it (keep only). ``until``: when the rules release it, in
+    the store's zone; None while something keeps it indefinitely (a hold, an open case, a flag) and for
+    a purged clip. ``due_since``: when a sweep found it due (None before a sweep has marked it).
+    """
+    decision = decide(facts, policy, now, tz)
+    due_since = from_db(row["due_since"])
+    doc: dict[str, Any] = {
+        "decision": "",
+        "reason": None,
+        "until": None,
+        "due_since": _iso(due_since, tz),
+        "purge_after": None,
+        "purged_at": show(row.get("purged_at"), tz),
+        "purge_reason": row.get("purge_reason"),
+        "explanation": explain(decision, tz),
+    }
+    if row["state"] == PURGED:
+        doc["decision"] = "purged"
+        return doc
+    end = retention_end(facts, policy, tz)
+    doc["until"] = _iso(end, tz)
+    if isinstance(decision, Keep):
+        doc.update(decision="keep", reason=decision.reason)
+    elif isinstance(decision, Due):
+        doc["decision"] = "due"
+        if due_since is not None:
+            doc["purge_after"] = _iso(decision.purge_after, tz)
+        else:  # released, but no sweep has marked it due yet: its grace period starts with the next sweep
+            doc["explanation"] = _(
+                "released on {end}: the next sweep marks it due and purges it {days} days later, unless a flag, "
+                "a case or a hold rescues it first"
+            ).format(end=_iso(end, tz), days=policy.grace_days)
+    else:
+        doc["decision"] = "purge"
+        if due_since is not None:
+            doc["purge_after"] = _iso(due_since + timedelta(days=policy.grace_days), tz)
+    return doc
+
+
+def retention_cells(doc: dict[str, Any]) -> tuple[str, str]:
+    """The "kept until" and "retention" cells of a clip's row, from :func:`retention_json`."""
+    until = doc["until"]
+    when = datetime.fromisoformat(until).strftime("%Y-%m-%d %H:%M") if until else _("indefinitely")
+    decision = doc["decision"]
+    if decision == "keep":
+        return when, _(KEEP_SHORT.get(doc["reason"], doc["reason"]))
+    if decision == "due":
+        after = doc["purge_after"]
+        label = (
+            _("due, purged from {when}").format(when=datetime.fromisoformat(after).strftime("%Y-%m-%d %H:%M"))
+            if after
+            else _("due at the next sweep")
+        )
+        return when, label
+    if decision == "purge":
+        return when, _("purged by the next sweep")
+    return "-", _("purged")
+
+
+def hold_json(hold: dict[str, Any], tz: tzinfo, case_no: str | None = None) -> dict[str, Any]:
+    """A legal hold over a clip: what it covers (the clip, a case, or a device's recordings) and why."""
+    if hold["clip_id"] is not None:
+        covers = "clip"
+    elif hold["case_id"] is not None:
+        covers = "case"
+    else:
+        covers = "device"
+    return {
+        "hold": hold["id"],
+        "covers": covers,
+        "clip_id": hold["clip_id"],
+        "case": case_no,
+        "device_serial": hold["device_serial"],
+        "since": show(hold["since"], tz),
+        "until": show(hold["until"], tz),
+        "reason": hold["reason"],
+        "placed_at": show(hold["placed_at"], tz),
+        "placed_by": hold["placed_by"],
+    }
+
+
+def print_retention(doc: dict[str, Any]) -> None:
+    """``show``'s retention section: the decision explained, then the flags, cases and holds behind it."""
+    out.print(_("Retention:"), style="bold")
+    until, label = retention_cells(doc)
+    line = f"  {_(doc['decision'])}: {label}"
+    if doc["decision"] == "keep":
+        line += "; " + (_("retention ends {when}").format(when=until) if doc["until"] else _("no end as things stand"))
+    out.print(line)
+    out.print(f"  {doc['explanation']}")
+    for f in doc["flags"]:
+        note = f": {f['note']}" if f["note"] else ""
+        out.print(
+            "  • " + _("flagged {reason} on {at} by {by}").format(reason=f["reason"], at=f["at"], by=f["by"]) + note
+        )
+    for k in doc["cases"]:
+        if k["open"]:
+            text = _("case {case}, open: keeps it while open").format(case=k["case"])
+        elif k["retain_until"]:
+            text = _("case {case}, closed on {on}: keeps it through {until}").format(
+                case=k["case"], on=k["closed_on"], until=k["retain_until"]
+            )
+        else:
+            text = _("case {case}, closed on {on}: keeps it without an end date").format(
+                case=k["case"], on=k["closed_on"]
+            )
+        out.print("  • " + text + (f" ({k['title']})" if k["title"] else ""))
+    for h in doc["holds"]:
+        what = {"clip": _("this clip"), "case": _("case {case}"), "device": _("device {device}")}[h["covers"]].format(
+            case=h["case"], device=h["device_serial"]
+        )
+        out.print(
+            "  • "
+            + _("legal hold {id} on {what} since {at} by {by}: {reason}").format(
+                id=h["hold"], what=what, at=h["placed_at"], by=h["placed_by"], reason=h["reason"]
+            )
+        )
 
 
 # -- ingest -------------------------------------------------------------------------------------

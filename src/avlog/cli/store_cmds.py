@@ -66,6 +66,7 @@ def ls(
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
+    from avlog.retention.sweep import load_facts_for, policy_of
     from avlog.timefmt import parse_user_time, to_db
 
     with _closing(_open(ctx)) as c:
@@ -83,19 +84,27 @@ def ls(
         if flagged:
             rows = [r for r in rows if flags.get(r["id"])]
         custodians = {d["serial"]: d["custodian"] for d in c.catalog.devices()}
+        # One clock reading and one bulk load of the rules' facts for every listed clip.
+        policy, now = policy_of(c), c.clock()
+        retention = {
+            row["id"]: render.retention_json(row, facts, policy, now, tz) for row, facts in load_facts_for(c, rows)
+        }
         if as_json:
             render.emit_json(
                 {
                     "clips": [
-                        render.clip_json(
-                            r, tz, custodians.get(r["device_serial"]), flags.get(r["id"]), cases.get(r["id"])
-                        )
+                        {
+                            **render.clip_json(
+                                r, tz, custodians.get(r["device_serial"]), flags.get(r["id"]), cases.get(r["id"])
+                            ),
+                            "retention": retention[r["id"]],
+                        }
                         for r in rows
                     ]
                 }
             )
         elif rows:
-            render.out.print(render.clips_table(rows, tz))
+            render.out.print(render.clips_table(rows, tz, retention))
         else:
             render.err.print(_("No clips match."))
 
@@ -112,6 +121,7 @@ def show(
     from rich.table import Table
 
     from avlog import marks, render
+    from avlog.retention.sweep import load_facts_for, policy_of
     from avlog.store.catalog import loads
     from avlog.timefmt import show as show_time
 
@@ -123,6 +133,28 @@ def show(
         data = render.clip_json(
             row, tz, device["custodian"] if device else None, flags.get(row["id"]), cases.get(row["id"])
         )
+        ((_row, facts),) = load_facts_for(c, [row])
+        linked = marks.clip_cases(c, row["id"])
+        case_nos = {k["id"]: k["case_no"] for k in linked}
+        data["retention"] = {
+            **render.retention_json(row, facts, policy_of(c), c.clock(), tz),
+            "flags": [
+                {"reason": f["reason"], "note": f["note"], "at": show_time(f["flagged_at"], tz), "by": f["flagged_by"]}
+                for f in marks.active_flags(c, row["id"])
+            ],
+            "cases": [
+                {
+                    "case": k["case_no"],
+                    "title": k["title"],
+                    "open": k["closed_on"] is None,
+                    "closed_on": k["closed_on"],
+                    "retain_until": k["retain_until"],
+                    "retain_years": k["retain_years"],
+                }
+                for k in linked
+            ],
+            "holds": [render.hold_json(h, tz, case_nos.get(h["case_id"])) for h in marks.holds_covering(c, row)],
+        }
         data["object_path"] = str(c.objects.path(row["blake3"]))
         findings = c.catalog.findings(clip_id=row["id"])
         data["findings"] = [
@@ -177,6 +209,7 @@ def show(
                 value = f"{render.human_size(value)} ({value} B)"
             table.add_row(_(key), "-" if value is None else str(value))
         render.out.print(table)
+        render.print_retention(data["retention"])
         if findings:
             render.out.print(_("Findings:"), style="bold yellow")
             for f in findings:

@@ -56,6 +56,10 @@ grace_days = 7
 # Verified discs a flagged clip must be on before its store copy may go (Art. 20).
 disc_copies = 2
 
+# Longer minimums for some kinds of recording (video, audio, photo); only upward:
+# [retention.min_days_by_kind]
+# audio = 365
+
 [discs]
 # Default disc media for burn-iso: cd, dvd, dvd-dl, bd25, bd50 or bd100.
 default_media = "bd25"
@@ -87,6 +91,8 @@ class RetentionSettings:
     min_days: int = RETENTION_FLOOR_DAYS
     grace_days: int = 7
     disc_copies: int = 2
+    #: Longer minimums for some kinds of recording (video, audio, photo); never shorter than min_days.
+    min_days_by_kind: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,32 @@ def _number(section: dict[str, Any], key: str, default: float, where: str, *, mi
             )
         )
     return value
+
+
+RECORDING_KINDS = ("video", "audio", "photo")
+
+
+def _kind_overrides(table: Any, min_days: int, source: str) -> tuple[tuple[str, int], ...]:
+    """``[retention.min_days_by_kind]``: only upward (Art. 19 sets a floor, never a ceiling)."""
+    if not isinstance(table, dict):
+        raise SettingsError(_("{source}: retention.min_days_by_kind must be a table").format(source=source))
+    overrides = []
+    for kind, days in sorted(table.items()):
+        if kind not in RECORDING_KINDS:
+            raise SettingsError(
+                _("{source}: retention.min_days_by_kind: {kind!r} is not one of {kinds}").format(
+                    source=source, kind=kind, kinds=", ".join(RECORDING_KINDS)
+                )
+            )
+        if isinstance(days, bool) or not isinstance(days, int) or days < min_days:
+            raise SettingsError(
+                _(
+                    "{source}: retention.min_days_by_kind.{kind} = {days!r} is shorter than retention.min_days "
+                    "({min}); overrides may only keep recordings longer"
+                ).format(source=source, kind=kind, days=days, min=min_days)
+            )
+        overrides.append((kind, days))
+    return tuple(overrides)
 
 
 def _profiles(entries: Any, source: str) -> tuple[VendorProfile, ...]:
@@ -179,6 +211,7 @@ def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings
             min_days=min_days,
             grace_days=int(_number(retention, "grace_days", 7, "retention")),
             disc_copies=int(_number(retention, "disc_copies", 2, "retention", minimum=1)),
+            min_days_by_kind=_kind_overrides(retention.get("min_days_by_kind", {}), min_days, source),
         ),
         default_media=media,
     )

@@ -95,7 +95,12 @@ class SweepReport:
 
 def policy_of(ctx: Context) -> Policy:
     r = ctx.settings.retention
-    return Policy(min_days=r.min_days, grace_days=r.grace_days, disc_copies=r.disc_copies)
+    return Policy(
+        min_days=r.min_days,
+        grace_days=r.grace_days,
+        disc_copies=r.disc_copies,
+        kind_min_days=dict(r.min_days_by_kind),
+    )
 
 
 # -- facts ------------------------------------------------------------------------------------------

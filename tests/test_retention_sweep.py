@@ -277,3 +277,23 @@ def test_sigkill_mid_sweep_then_rerun_converges(cli: Cli, store: Path, tmp_path:
     for row in gone:
         assert not object_path(store, row["blake3"]).exists()
     assert not [p for p in (store / "objects").rglob("*") if p.is_file()]
+
+
+def test_a_preview_counts_grace_from_the_first_sweep_that_can_still_run(
+    cli: Cli, store: Path, clips: dict[str, dict[str, Any]]
+) -> None:
+    # Released long ago but never marked due: tonight's sweep marks them, so three days on none is purged yet.
+    soon = cli("retention-sweep", "--dry-run", "--as-of", (datetime.now(UTC) + 3 * DAY).date().isoformat(), "--json")
+    assert soon.exit_code == 0, soon.stderr
+    doc = json.loads(soon.stdout)
+    assert doc["purged"] == [] and {d["id"] for d in doc["due"]} == ids(clips, "B", "B2", "C", "D", "E")
+
+
+def test_a_purged_clip_takes_no_new_marks(cli: Cli, store: Path, clips: dict[str, dict[str, Any]]) -> None:
+    sweep_at(store, datetime.now(UTC))
+    sweep_at(store, datetime.now(UTC) + 8 * DAY)
+    victim = str(clips["C"]["id"])
+    assert clip(store, clips["C"]["id"])["state"] == "purged"
+    for args in (["flag", victim, "--reason", "dispute"], ["hold", "add", victim, "--reason", "late"]):
+        refused = cli(*args)
+        assert refused.exit_code == 1 and "only its tombstone remains" in refused.stderr

@@ -36,6 +36,13 @@ def _clips(ctx: Context, refs: list[str]) -> list[Row]:
     if not refs:
         raise UsageError(_("name at least one clip"))
     clips = [ctx.catalog.resolve_clip(ref) for ref in refs]
+    for clip in clips:
+        if clip["state"] == "purged":
+            raise AvlogError(
+                _("clip {id} was purged on {at}; only its tombstone remains").format(
+                    id=clip["id"], at=clip["purged_at"]
+                )
+            )
     return list({c["id"]: c for c in clips}.values())
 
 
@@ -231,7 +238,7 @@ def hold_add(
         raise UsageError(_("--since must not be after --until"))
     row: Row = {"reason": reason, "placed_by": ctx.actor}
     if clip_ref is not None:
-        row["clip_id"] = ctx.catalog.resolve_clip(clip_ref)["id"]
+        row["clip_id"] = _clips(ctx, [clip_ref])[0]["id"]
         subject = f"clip:{row['clip_id']}"
     elif case_no is not None:
         row["case_id"] = case(ctx, case_no)["id"]

@@ -38,7 +38,9 @@ def retention_sweep(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help=_("No log line on stderr (for cron)."))] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help=_("Print nothing unless something is wrong (for cron)."))
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import render
@@ -87,7 +89,7 @@ def retention_sweep(
                 "problems": [{"id": p.clip_id, "blake3": p.blake3, "problem": p.problem} for p in report.problems],
             }
         )
-    else:
+    elif not quiet:
         _print_tables(report, tz)
     if not quiet:
         render.log(

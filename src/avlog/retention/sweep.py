@@ -327,8 +327,9 @@ def _count(report: SweepReport, decision: Decision, clip: Row) -> None:
 def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> SweepReport:
     """Decide every clip and, unless ``dry_run``, mark, rescue and purge as the rules say.
 
-    ``as_of`` (dry runs only) previews a later sweep, assuming sweeps ran every night until then: a clip
-    released before ``as_of`` counts as due from the moment it was released.
+    ``as_of`` (dry runs only) previews a later sweep, assuming sweeps run every night until then: a clip
+    released before ``as_of`` counts as due from its release, or from now when it is released already
+    (no sweep before now marked it, so its grace period cannot have started earlier).
     """
     if as_of is not None and not dry_run:
         raise UsageError(_("--as-of previews a later sweep and goes only with --dry-run"))
@@ -342,6 +343,7 @@ def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> Swee
 
 def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) -> SweepReport:
     policy = policy_of(ctx)
+    first_sweep = ctx.clock().astimezone(UTC)  # the earliest a real sweep can still mark a clip due
     tz = ctx.settings.tz
     report = SweepReport(now=now, dry_run=dry_run)
     if not dry_run:
@@ -353,7 +355,7 @@ def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) ->
         if preview and facts.due_since is None and facts.state != PURGED:
             end = retention_end(facts, policy, tz)
             if end is not None and end <= now:
-                facts = replace(facts, due_since=end)
+                facts = replace(facts, due_since=max(end, first_sweep))
         decision = decide(facts, policy, now, tz)
         if isinstance(decision, Purge):
             to_purge.append((clip, facts))

@@ -21,10 +21,11 @@ Two sweeps never overlap: a run that changes the store holds ``STORE/tmp/retenti
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -222,6 +223,104 @@ def load_facts(ctx: Context, clip_id: int | None = None) -> list[tuple[Row, Clip
     return result
 
 
+#: The columns the whole-store decision reads, in this order. A due clip in a :class:`SweepReport` carries
+#: these (as a dict), not its whole row: a first sweep over years of footage may find most clips due.
+DECIDE_COLUMNS: tuple[str, ...] = (
+    "id",
+    "blake3",
+    "size",
+    "device_serial",
+    "media_kind",
+    "state",
+    "recorded_start",
+    "recorded_end",
+    "ingested_at",
+    "due_since",
+)
+
+
+def _decide_rows(ctx: Context) -> Iterator[tuple[tuple[Any, ...], ClipFacts]]:
+    """Every clip as a :data:`DECIDE_COLUMNS` tuple with its facts, the same facts :func:`load_facts` gives.
+
+    For the whole store: the marks (flags, cases, holds, findings) load in four queries as in
+    :func:`load_facts`, the clips stream from one query as tuples, and the facts are built positionally.
+    """
+    bundle = load_facts_marks(ctx)
+    flags, cases, case_ids, hold_index, wrong_clock = bundle
+    by_clip, by_case, by_device = hold_index.by_clip, hold_index.by_case, hold_index.by_device
+    no_cases: set[int] = set()
+    last_ingested: str | None = None
+    ingested_at: datetime | None = None
+    cols = ", ".join(DECIDE_COLUMNS)
+    for row in ctx.catalog.tuples(f"SELECT {cols} FROM clips ORDER BY id"):
+        cid, _b3, _size, serial, kind, state, start, end, ingested, due = row
+        ids = case_ids.get(cid, no_cases)
+        covering: tuple[HoldFact, ...] = ()
+        if cid in by_clip or serial in by_device or (ids and not ids.isdisjoint(by_case)):
+            clip = {"id": cid, "device_serial": serial, "recorded_start": start, "recorded_end": end}
+            covering = hold_index.covering({**clip, "ingested_at": ingested}, ids)
+        if ingested != last_ingested:  # the clips of one ingest share its time
+            last_ingested, ingested_at = ingested, _time(ingested)
+        assert ingested_at is not None
+        yield (
+            row,
+            ClipFacts(
+                cid,
+                None if end is None or cid in wrong_clock else _time(end),
+                ingested_at,
+                kind,
+                serial,
+                state,
+                None if due is None else _time(due),
+                flags.get(cid, ()),
+                cases.get(cid, ()),
+                covering,
+                0,  # as in load_facts: no disc registry yet
+            ),
+        )
+
+
+def load_facts_marks(
+    ctx: Context,
+) -> tuple[dict[int, tuple[FlagFact, ...]], dict[int, tuple[CaseFact, ...]], dict[int, set[int]], _HoldIndex, set[int]]:
+    """The marks of every clip, as :func:`load_facts` reads them: flags, cases (and their ids), standing holds,
+    and the clips whose recorder's clock was wrong."""
+    q = ctx.catalog.query
+    flags: dict[int, list[FlagFact]] = {}
+    for r in q("SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL ORDER BY id"):
+        flags.setdefault(r["clip_id"], []).append(FlagFact(r["reason"]))
+    cases: dict[int, list[CaseFact]] = {}
+    case_ids: dict[int, set[int]] = {}
+    for r in q(
+        "SELECT l.clip_id, c.id, c.case_no, c.closed_on, c.retain_until FROM case_clips l "
+        "JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL ORDER BY c.case_no"
+    ):
+        cases.setdefault(r["clip_id"], []).append(
+            CaseFact(
+                r["case_no"],
+                date.fromisoformat(r["closed_on"]) if r["closed_on"] else None,
+                date.fromisoformat(r["retain_until"]) if r["retain_until"] else None,
+            )
+        )
+        case_ids.setdefault(r["clip_id"], set()).add(r["id"])
+    holds = q("SELECT * FROM holds WHERE released_at IS NULL ORDER BY id")
+    kinds = ", ".join("?" for _k in WRONG_CLOCK_FINDINGS)
+    wrong_clock = {
+        r["clip_id"]
+        for r in q(
+            f"SELECT DISTINCT clip_id FROM findings WHERE clip_id IS NOT NULL AND kind IN ({kinds})",
+            list(WRONG_CLOCK_FINDINGS),
+        )
+    }
+    return (
+        {k: tuple(v) for k, v in flags.items()},
+        {k: tuple(v) for k, v in cases.items()},
+        case_ids,
+        _HoldIndex(holds),
+        wrong_clock,
+    )
+
+
 # -- the lock ---------------------------------------------------------------------------------------
 
 
@@ -344,31 +443,20 @@ def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> Swee
 def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) -> SweepReport:
     policy = policy_of(ctx)
     first_sweep = ctx.clock().astimezone(UTC)  # the earliest a real sweep can still mark a clip due
-    tz = ctx.settings.tz
     report = SweepReport(now=now, dry_run=dry_run)
     if not dry_run:
         _remove_leftovers(ctx, report)
-    to_purge: list[tuple[Row, ClipFacts]] = []
+    purge_ids: list[int] = []
     to_mark: list[Row] = []
     to_rescue: list[Row] = []
-    for clip, facts in load_facts(ctx):
-        if preview and facts.due_since is None and facts.state != PURGED:
-            end = retention_end(facts, policy, tz)
-            if end is not None and end <= now:
-                facts = replace(facts, due_since=max(end, first_sweep))
-        decision = decide(facts, policy, now, tz)
-        if isinstance(decision, Purge):
-            to_purge.append((clip, facts))
-            continue
-        _count(report, decision, clip)
-        if isinstance(decision, Due) and clip["due_since"] is None:
-            to_mark.append(clip)
-        elif isinstance(decision, Keep) and decision.reason != "purged_already" and clip["due_since"] is not None:
-            to_rescue.append(clip)
+    still_needed: set[str] = set()  # contents of stored clips that stay
+    with _collector_paused():
+        _decide_each(ctx, report, policy, now, first_sweep, preview, purge_ids, to_mark, to_rescue, still_needed)
+        to_purge = _rows(ctx, purge_ids)
     if dry_run:
         report.newly_due = [c["id"] for c in to_mark]
         report.rescued = [c["id"] for c in to_rescue]
-        _preview_purges(ctx, to_purge, report)
+        _preview_purges(ctx, to_purge, still_needed, report)
         return report
     if to_mark or to_rescue:
         at = to_db(now)
@@ -382,7 +470,7 @@ def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) ->
         report.newly_due = [c["id"] for c in to_mark]
         report.rescued = [c["id"] for c in to_rescue]
     checked: dict[str, str | None] = {}
-    for clip, _facts in to_purge:
+    for clip in to_purge:
         key = clip["blake3"]
         if key not in checked:
             checked[key] = ctx.objects.check(key, clip["size"], clip["sha256"])
@@ -396,6 +484,89 @@ def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) ->
     return report
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector: deciding a million clips allocates millions of objects that
+    form no cycles, and the collector's repeated passes over them cost about a quarter of the run."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _decide_each(
+    ctx: Context,
+    report: SweepReport,
+    policy: Policy,
+    now: datetime,
+    first_sweep: datetime,
+    preview: bool,
+    purge_ids: list[int],
+    to_mark: list[Row],
+    to_rescue: list[Row],
+    still_needed: set[str],
+) -> None:
+    """Decide every clip; count the kept ones and collect the rest in the lists given."""
+    tz = ctx.settings.tz
+    kept = report.kept
+    for row, facts in _decide_rows(ctx):
+        if preview and facts.due_since is None and facts.state != PURGED:
+            end = retention_end(facts, policy, tz)
+            if end is not None and end <= now:
+                facts = _with_due_since(facts, max(end, first_sweep))
+        decision = decide(facts, policy, now, tz)
+        if type(decision) is Purge:
+            purge_ids.append(row[0])
+            continue
+        if facts.state == "stored":
+            still_needed.add(row[1])
+        if type(decision) is Keep:
+            if decision.reason == "purged_already":
+                report.already_purged += 1
+                continue
+            kept[decision.reason] = kept.get(decision.reason, 0) + 1
+            if row[-1] is not None:
+                to_rescue.append(dict(zip(DECIDE_COLUMNS, row, strict=True)))
+        else:
+            assert isinstance(decision, Due)
+            clip = dict(zip(DECIDE_COLUMNS, row, strict=True))
+            report.due.append((clip, decision))
+            if row[-1] is None:
+                to_mark.append(clip)
+
+
+def _with_due_since(facts: ClipFacts, due_since: datetime) -> ClipFacts:
+    """``dataclasses.replace(facts, due_since=...)``, without its per-call field inspection."""
+    f = facts
+    return ClipFacts(
+        f.clip_id,
+        f.recorded_end,
+        f.ingested_at,
+        f.kind,
+        f.device_serial,
+        f.state,
+        due_since,
+        f.flags,
+        f.cases,
+        f.holds,
+        f.verified_discs,
+    )
+
+
+def _rows(ctx: Context, ids: list[int]) -> list[Row]:
+    """The whole rows of the clips ``ids`` (in id order): one query, whatever their number."""
+    if not ids:
+        return []
+    import json
+
+    return ctx.catalog.query(
+        "SELECT * FROM clips WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", [json.dumps(ids)]
+    )
+
+
 def _object_size(ctx: Context, base: str | None, blake3: str) -> int | None:
     """:meth:`ObjectStore.size` without building a ``Path`` per object (a dry run may look at a million);
     ``base`` None: the store's own method."""
@@ -407,22 +578,19 @@ def _object_size(ctx: Context, base: str | None, blake3: str) -> int | None:
         return None
 
 
-def _preview_purges(ctx: Context, to_purge: list[tuple[Row, ClipFacts]], report: SweepReport) -> None:
-    """What a real sweep would purge and free; objects are only looked at (size), not re-hashed."""
-    purging = {clip["id"] for clip, _f in to_purge}
-    still_needed = {
-        r["blake3"]
-        for r in ctx.catalog.query("SELECT id, blake3 FROM clips WHERE state = 'stored'")
-        if r["id"] not in purging
-    }
+def _preview_purges(ctx: Context, to_purge: list[Row], still_needed: set[str], report: SweepReport) -> None:
+    """What a real sweep would purge and free; objects are only looked at (size), not re-hashed.
+
+    ``still_needed``: the contents of the stored clips that are not purged.
+    """
     freed: set[str] = set()
     base: str | None = str(ctx.objects.objects)
     if to_purge:  # the fast path only while it names the same file as ObjectStore.path
-        key = to_purge[0][0]["blake3"]
+        key = to_purge[0]["blake3"]
         if os.path.join(str(base), key[:2], key) != str(ctx.objects.path(key)):
             base = None
     sizes: dict[str, int | None] = {}  # content shared by several clips is looked at once
-    for clip, _facts in to_purge:
+    for clip in to_purge:
         key = clip["blake3"]
         if key not in sizes:
             sizes[key] = _object_size(ctx, base, key)

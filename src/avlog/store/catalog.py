@@ -96,6 +96,10 @@ class Catalog:
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[Row]:
         return list(self.db.query(sql, params or []))
 
+    def tuples(self, sql: str, params: list[Any] | None = None) -> Iterator[tuple[Any, ...]]:
+        """Rows as plain tuples, streamed: for reading the whole catalog without a dict per row."""
+        return iter(self.db.conn.execute(sql, params or []))
+
     def one(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Row | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None

@@ -7,6 +7,7 @@ when and (where the rules ask for one) why.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
@@ -305,15 +306,28 @@ def holds_covering(ctx: Context, clip: Row) -> list[Row]:
     )
 
 
-def marks_by_clip(ctx: Context) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
-    """Active flag reasons and linked case numbers, by clip id (two queries, for listings)."""
+def marks_by_clip(
+    ctx: Context, clip_ids: Collection[int] | None = None
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Active flag reasons and linked case numbers, by clip id (two queries, for listings).
+
+    With ``clip_ids`` (a day's listing, one clip) only those clips' marks are read; a long list
+    reads them all (SQLite takes up to 32,766 parameters; past a few thousand a scan is as cheap).
+    """
+    where, params = "", []
+    if clip_ids is not None and len(clip_ids) <= 5000:
+        where = " AND clip_id IN (" + ",".join("?" for _ in clip_ids) + ")"
+        params = list(clip_ids)
     flags: dict[int, list[str]] = {}
-    for row in ctx.catalog.query("SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL ORDER BY id"):
+    for row in ctx.catalog.query(
+        f"SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL{where} ORDER BY id", params
+    ):
         flags.setdefault(row["clip_id"], []).append(row["reason"])
     cases: dict[int, list[str]] = {}
     for row in ctx.catalog.query(
         "SELECT l.clip_id, c.case_no FROM case_clips l JOIN cases c ON c.id = l.case_id "
-        "WHERE l.unlinked_at IS NULL ORDER BY c.case_no"
+        f"WHERE l.unlinked_at IS NULL{where.replace('clip_id', 'l.clip_id')} ORDER BY c.case_no",
+        params,
     ):
         cases.setdefault(row["clip_id"], []).append(row["case_no"])
     return flags, cases

@@ -78,7 +78,7 @@ def ls(
             since=to_db(parse_user_time(since, tz)) if since else None,
             until=to_db(parse_user_time(until, tz)) if until else None,
         )
-        flags, cases = marks.marks_by_clip(c)
+        flags, cases = marks.marks_by_clip(c, [r["id"] for r in rows])
         if case is not None:
             rows = [r for r in rows if case in cases.get(r["id"], [])]
         if flagged:
@@ -129,7 +129,7 @@ def show(
         tz = c.settings.tz
         row = c.catalog.resolve_clip(clip)
         device = c.catalog.device(row["device_serial"])
-        flags, cases = marks.marks_by_clip(c)
+        flags, cases = marks.marks_by_clip(c, [row["id"]])
         data = render.clip_json(
             row, tz, device["custodian"] if device else None, flags.get(row["id"]), cases.get(row["id"])
         )

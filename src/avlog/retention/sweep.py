@@ -107,10 +107,6 @@ def policy_of(ctx: Context) -> Policy:
 # -- facts ------------------------------------------------------------------------------------------
 
 
-def _where(clip_id: int | None, column: str) -> tuple[str, list[Any]]:
-    return (f" AND {column} = ?", [clip_id]) if clip_id is not None else ("", [])
-
-
 def _covers(hold: Row, clip: Row, case_ids: set[int]) -> bool:
     """The same rule as :func:`avlog.marks.holds_covering`, in Python (catalog times compare as text)."""
     if hold["clip_id"] is not None:
@@ -163,47 +159,26 @@ def _time(text: str | None) -> datetime | None:
     return from_db(text)
 
 
+_Marks = tuple[
+    dict[int, tuple[FlagFact, ...]], dict[int, tuple[CaseFact, ...]], dict[int, set[int]], _HoldIndex, set[int]
+]
+
+
 def load_facts(ctx: Context, clip_id: int | None = None) -> list[tuple[Row, ClipFacts]]:
     """Every clip (or one) with the facts the rules need: five queries, whatever the number of clips."""
-    q = ctx.catalog.query
-    sql, params = _where(clip_id, "id")
-    clips = q(f"SELECT * FROM clips WHERE 1 = 1{sql} ORDER BY id", params)
-    sql, params = _where(clip_id, "clip_id")
-    flags: dict[int, list[FlagFact]] = {}
-    for r in q(f"SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL{sql} ORDER BY id", params):
-        flags.setdefault(r["clip_id"], []).append(FlagFact(r["reason"]))
-    sql, params = _where(clip_id, "l.clip_id")
-    cases: dict[int, list[CaseFact]] = {}
-    case_ids: dict[int, set[int]] = {}
-    for r in q(
-        "SELECT l.clip_id, c.id, c.case_no, c.closed_on, c.retain_until FROM case_clips l "
-        f"JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL{sql} ORDER BY c.case_no",
-        params,
-    ):
-        cases.setdefault(r["clip_id"], []).append(
-            CaseFact(
-                r["case_no"],
-                date.fromisoformat(r["closed_on"]) if r["closed_on"] else None,
-                date.fromisoformat(r["retain_until"]) if r["retain_until"] else None,
-            )
-        )
-        case_ids.setdefault(r["clip_id"], set()).add(r["id"])
-    holds = q("SELECT * FROM holds WHERE released_at IS NULL ORDER BY id")
-    kinds = ", ".join("?" for _k in WRONG_CLOCK_FINDINGS)
-    sql, params = _where(clip_id, "clip_id")
-    wrong_clock = {
-        r["clip_id"]
-        for r in q(
-            f"SELECT DISTINCT clip_id FROM findings WHERE clip_id IS NOT NULL AND kind IN ({kinds}){sql}",
-            [*WRONG_CLOCK_FINDINGS, *params],
-        )
-    }
-    hold_index = _HoldIndex(holds)
+    if clip_id is not None:
+        return load_facts_for(ctx, ctx.catalog.query("SELECT * FROM clips WHERE id = ?", [clip_id]))
+    clips = ctx.catalog.query("SELECT * FROM clips ORDER BY id")
+    return _facts_of(clips, load_facts_marks(ctx))
+
+
+def _facts_of(clips: list[Row], marks: _Marks) -> list[tuple[Row, ClipFacts]]:
+    """Whole ``clips`` rows with their facts, from marks loaded in bulk."""
+    flags, cases, case_ids, hold_index, wrong_clock = marks
     no_cases: set[int] = set()
     result = []
     for clip in clips:
         cid = clip["id"]
-        covering = hold_index.covering(clip, case_ids.get(cid, no_cases))
         ingested = _time(clip["ingested_at"])
         assert ingested is not None
         facts = ClipFacts(
@@ -214,9 +189,9 @@ def load_facts(ctx: Context, clip_id: int | None = None) -> list[tuple[Row, Clip
             device_serial=clip["device_serial"],
             state=clip["state"],
             due_since=_time(clip["due_since"]),
-            flags=tuple(flags.get(cid, ())),
-            cases=tuple(cases.get(cid, ())),
-            holds=covering,
+            flags=flags.get(cid, ()),
+            cases=cases.get(cid, ()),
+            holds=hold_index.covering(clip, case_ids.get(cid, no_cases)),
             verified_discs=0,  # no disc registry yet: a flagged clip is on no verified disc
         )
         result.append((clip, facts))
@@ -280,20 +255,28 @@ def _decide_rows(ctx: Context) -> Iterator[tuple[tuple[Any, ...], ClipFacts]]:
         )
 
 
-def load_facts_marks(
-    ctx: Context,
-) -> tuple[dict[int, tuple[FlagFact, ...]], dict[int, tuple[CaseFact, ...]], dict[int, set[int]], _HoldIndex, set[int]]:
-    """The marks of every clip, as :func:`load_facts` reads them: flags, cases (and their ids), standing holds,
-    and the clips whose recorder's clock was wrong."""
+def load_facts_marks(ctx: Context, clip_ids: list[int] | None = None) -> _Marks:
+    """The marks of every clip (or of ``clip_ids``): flags, cases (and their ids), standing holds, and the
+    clips whose recorder's clock was wrong. Four queries; the ids go to SQLite as one JSON array."""
+    import json
+
     q = ctx.catalog.query
+    only, only_l, ids = "", "", []
+    if clip_ids is not None:
+        only, only_l = (
+            " AND clip_id IN (SELECT value FROM json_each(?))",
+            " AND l.clip_id IN (SELECT value FROM json_each(?))",
+        )
+        ids = [json.dumps(clip_ids)]
     flags: dict[int, list[FlagFact]] = {}
-    for r in q("SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL ORDER BY id"):
+    for r in q(f"SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL{only} ORDER BY id", ids):
         flags.setdefault(r["clip_id"], []).append(FlagFact(r["reason"]))
     cases: dict[int, list[CaseFact]] = {}
     case_ids: dict[int, set[int]] = {}
     for r in q(
         "SELECT l.clip_id, c.id, c.case_no, c.closed_on, c.retain_until FROM case_clips l "
-        "JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL ORDER BY c.case_no"
+        f"JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL{only_l} ORDER BY c.case_no",
+        ids,
     ):
         cases.setdefault(r["clip_id"], []).append(
             CaseFact(
@@ -308,8 +291,8 @@ def load_facts_marks(
     wrong_clock = {
         r["clip_id"]
         for r in q(
-            f"SELECT DISTINCT clip_id FROM findings WHERE clip_id IS NOT NULL AND kind IN ({kinds})",
-            list(WRONG_CLOCK_FINDINGS),
+            f"SELECT DISTINCT clip_id FROM findings WHERE clip_id IS NOT NULL AND kind IN ({kinds}){only}",
+            [*WRONG_CLOCK_FINDINGS, *ids],
         )
     }
     return (
@@ -608,65 +591,8 @@ def _preview_purges(ctx: Context, to_purge: list[Row], still_needed: set[str], r
 
 
 def load_facts_for(ctx: Context, clips: list[Row]) -> list[tuple[Row, ClipFacts]]:
-    """The facts of ``clips`` (full ``clips`` rows, as listings have them), in their order.
-
-    The same facts :func:`load_facts` gives, for any set of clips: four queries, whatever their number
-    (the clip ids go to SQLite as one JSON array), so a listing decides each row without a query per row.
-    """
-    import json
-
+    """The facts of ``clips`` (full ``clips`` rows, as listings have them), in their order: four queries,
+    whatever their number, so a listing decides each row without a query per row."""
     if not clips:
         return []
-    q = ctx.catalog.query
-    ids = json.dumps([clip["id"] for clip in clips])
-    listed = "IN (SELECT value FROM json_each(?))"
-    flags: dict[int, list[FlagFact]] = {}
-    for r in q(f"SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL AND clip_id {listed} ORDER BY id", [ids]):
-        flags.setdefault(r["clip_id"], []).append(FlagFact(r["reason"]))
-    cases: dict[int, list[CaseFact]] = {}
-    case_ids: dict[int, set[int]] = {}
-    for r in q(
-        "SELECT l.clip_id, c.id, c.case_no, c.closed_on, c.retain_until FROM case_clips l "
-        f"JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL AND l.clip_id {listed} ORDER BY c.case_no",
-        [ids],
-    ):
-        cases.setdefault(r["clip_id"], []).append(
-            CaseFact(
-                r["case_no"],
-                date.fromisoformat(r["closed_on"]) if r["closed_on"] else None,
-                date.fromisoformat(r["retain_until"]) if r["retain_until"] else None,
-            )
-        )
-        case_ids.setdefault(r["clip_id"], set()).add(r["id"])
-    holds = q("SELECT * FROM holds WHERE released_at IS NULL ORDER BY id")
-    kinds = ", ".join("?" for _k in WRONG_CLOCK_FINDINGS)
-    wrong_clock = {
-        r["clip_id"]
-        for r in q(
-            f"SELECT DISTINCT clip_id FROM findings WHERE kind IN ({kinds}) AND clip_id {listed}",
-            [*WRONG_CLOCK_FINDINGS, ids],
-        )
-    }
-    hold_index = _HoldIndex(holds)
-    no_cases: set[int] = set()
-    result = []
-    for clip in clips:
-        cid = clip["id"]
-        covering = hold_index.covering(clip, case_ids.get(cid, no_cases))
-        ingested = _time(clip["ingested_at"])
-        assert ingested is not None
-        facts = ClipFacts(
-            clip_id=cid,
-            recorded_end=None if cid in wrong_clock else _time(clip["recorded_end"]),
-            ingested_at=ingested,
-            kind=clip["media_kind"],
-            device_serial=clip["device_serial"],
-            state=clip["state"],
-            due_since=_time(clip["due_since"]),
-            flags=tuple(flags.get(cid, ())),
-            cases=tuple(cases.get(cid, ())),
-            holds=covering,
-            verified_discs=0,  # as in load_facts: no disc registry yet
-        )
-        result.append((clip, facts))
-    return result
+    return _facts_of(clips, load_facts_marks(ctx, [clip["id"] for clip in clips]))

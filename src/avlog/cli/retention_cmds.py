@@ -57,7 +57,7 @@ def retention_sweep(
         if report.purged:
             from avlog import marks
 
-            flags_by_clip, cases_by_clip = marks.marks_by_clip(c)
+            flags_by_clip, cases_by_clip = marks.marks_by_clip(c, [r["id"] for r in report.purged])
     purged_docs: list[dict[str, Any]] = [
         {
             **render.clip_json(row, tz, flags=flags_by_clip.get(row["id"]), cases=cases_by_clip.get(row["id"])),

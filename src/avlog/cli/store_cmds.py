@@ -78,17 +78,18 @@ def ls(
             since=to_db(parse_user_time(since, tz)) if since else None,
             until=to_db(parse_user_time(until, tz)) if until else None,
         )
-        flags, cases = marks.marks_by_clip(c, [r["id"] for r in rows])
+        # One bulk load of the rules' facts (flags and cases among them) for every listed clip.
+        loaded = load_facts_for(c, rows)
         if case is not None:
-            rows = [r for r in rows if case in cases.get(r["id"], [])]
+            loaded = [(r, f) for r, f in loaded if any(k.case_id == case for k in f.cases)]
         if flagged:
-            rows = [r for r in rows if flags.get(r["id"])]
+            loaded = [(r, f) for r, f in loaded if f.flags]
+        rows = [r for r, _f in loaded]
+        flags = {r["id"]: [x.reason for x in f.flags] for r, f in loaded}
+        cases = {r["id"]: [k.case_id for k in f.cases] for r, f in loaded}
         custodians = {d["serial"]: d["custodian"] for d in c.catalog.devices()}
-        # One clock reading and one bulk load of the rules' facts for every listed clip.
-        policy, now = policy_of(c), c.clock()
-        retention = {
-            row["id"]: render.retention_json(row, facts, policy, now, tz) for row, facts in load_facts_for(c, rows)
-        }
+        policy, now = policy_of(c), c.clock()  # one clock reading for the whole listing
+        retention = {r["id"]: render.retention_json(r, f, policy, now, tz) for r, f in loaded}
         if as_json:
             render.emit_json(
                 {
@@ -129,11 +130,14 @@ def show(
         tz = c.settings.tz
         row = c.catalog.resolve_clip(clip)
         device = c.catalog.device(row["device_serial"])
-        flags, cases = marks.marks_by_clip(c, [row["id"]])
-        data = render.clip_json(
-            row, tz, device["custodian"] if device else None, flags.get(row["id"]), cases.get(row["id"])
-        )
         ((_row, facts),) = load_facts_for(c, [row])
+        data = render.clip_json(
+            row,
+            tz,
+            device["custodian"] if device else None,
+            [f.reason for f in facts.flags],
+            [k.case_id for k in facts.cases],
+        )
         linked = marks.clip_cases(c, row["id"])
         case_nos = {k["id"]: k["case_no"] for k in linked}
         data["retention"] = {

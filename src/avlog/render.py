@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -115,6 +115,39 @@ class RichIngestProgress:
     def end(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+class RichPhaseProgress:
+    """One bar per phase of long work on stderr ("write AVLOG_2026_0001", "verify ..."); silent when stderr
+    is not a terminal. Call it as the core's ``start(name, phase, total)`` callback."""
+
+    PHASES = {"write": N_("writing"), "verify": N_("reading back"), "burn": N_("burning")}
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+
+    def __call__(self, name: str, phase: str, total: int) -> Callable[[int], None]:
+        if not err.is_terminal:
+            return lambda n: None
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            self.progress.start()
+        progress = self.progress
+        task = progress.add_task(f"{_(self.PHASES.get(phase, phase))} {name}", total=total)
+        return lambda n: progress.advance(task, n)
+
+    def end(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
 
 def simple_progress(label: str, total: int) -> Progress | None:

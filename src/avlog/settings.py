@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from avlog.errors import SettingsError
 from avlog.i18n import _
+from avlog.iso.media import MEDIA_NAMES
 
 #: Art. 19: footage is kept at least six months. 183 days covers any six calendar months.
 RETENTION_FLOOR_DAYS = 183
 
-MEDIA_NAMES = ("cd", "dvd", "dvd-dl", "bd25", "bd50", "bd100")
 
 DEFAULT_TOML = """\
 # avlog store settings. Every line is optional; the value shown is the default.

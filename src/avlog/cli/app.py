@@ -32,6 +32,8 @@ COMMAND_ORDER = (
     "case",
     "hold",
     "retention-sweep",
+    "burn-iso",
+    "disc",
     "verify",
     "audit",
     "demo",

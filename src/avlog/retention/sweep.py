@@ -32,6 +32,7 @@ from typing import Any
 from avlog.context import Context
 from avlog.errors import AvlogError, UsageError
 from avlog.i18n import _
+from avlog.iso.registry import COUNTED_DISC
 from avlog.retention.policy import (
     PURGED,
     CaseFact,
@@ -160,7 +161,12 @@ def _time(text: str | None) -> datetime | None:
 
 
 _Marks = tuple[
-    dict[int, tuple[FlagFact, ...]], dict[int, tuple[CaseFact, ...]], dict[int, set[int]], _HoldIndex, set[int]
+    dict[int, tuple[FlagFact, ...]],
+    dict[int, tuple[CaseFact, ...]],
+    dict[int, set[int]],
+    _HoldIndex,
+    set[int],
+    dict[int, int],
 ]
 
 
@@ -174,7 +180,7 @@ def load_facts(ctx: Context, clip_id: int | None = None) -> list[tuple[Row, Clip
 
 def _facts_of(clips: list[Row], marks: _Marks) -> list[tuple[Row, ClipFacts]]:
     """Whole ``clips`` rows with their facts, from marks loaded in bulk."""
-    flags, cases, case_ids, hold_index, wrong_clock = marks
+    flags, cases, case_ids, hold_index, wrong_clock, discs = marks
     no_cases: set[int] = set()
     result = []
     for clip in clips:
@@ -192,7 +198,7 @@ def _facts_of(clips: list[Row], marks: _Marks) -> list[tuple[Row, ClipFacts]]:
             flags=flags.get(cid, ()),
             cases=cases.get(cid, ()),
             holds=hold_index.covering(clip, case_ids.get(cid, no_cases)),
-            verified_discs=0,  # no disc registry yet: a flagged clip is on no verified disc
+            verified_discs=discs.get(cid, 0),
         )
         result.append((clip, facts))
     return result
@@ -221,7 +227,7 @@ def _decide_rows(ctx: Context) -> Iterator[tuple[tuple[Any, ...], ClipFacts]]:
     :func:`load_facts`, the clips stream from one query as tuples, and the facts are built positionally.
     """
     bundle = load_facts_marks(ctx)
-    flags, cases, case_ids, hold_index, wrong_clock = bundle
+    flags, cases, case_ids, hold_index, wrong_clock, discs = bundle
     by_clip, by_case, by_device = hold_index.by_clip, hold_index.by_case, hold_index.by_device
     no_cases: set[int] = set()
     last_ingested: str | None = None
@@ -250,14 +256,16 @@ def _decide_rows(ctx: Context) -> Iterator[tuple[tuple[Any, ...], ClipFacts]]:
                 flags.get(cid, ()),
                 cases.get(cid, ()),
                 covering,
-                0,  # as in load_facts: no disc registry yet
+                discs.get(cid, 0),
             ),
         )
 
 
 def load_facts_marks(ctx: Context, clip_ids: list[int] | None = None) -> _Marks:
-    """The marks of every clip (or of ``clip_ids``): flags, cases (and their ids), standing holds, and the
-    clips whose recorder's clock was wrong. Four queries; the ids go to SQLite as one JSON array."""
+    """The marks of every clip (or of ``clip_ids``): flags, cases (and their ids), standing holds, the
+    clips whose recorder's clock was wrong, and the number of verified discs holding each clip (Art. 20:
+    burned, and read back from the physical disc without a difference). Five queries; the ids go to
+    SQLite as one JSON array."""
     import json
 
     q = ctx.catalog.query
@@ -295,12 +303,21 @@ def load_facts_marks(ctx: Context, clip_ids: list[int] | None = None) -> _Marks:
             [*WRONG_CLOCK_FINDINGS, *ids],
         )
     }
+    discs = {
+        r["clip_id"]: r["n"]
+        for r in q(
+            "SELECT l.clip_id, COUNT(DISTINCT l.disc_id) AS n FROM disc_clips l JOIN discs d ON d.id = l.disc_id "
+            f"WHERE {COUNTED_DISC}{only_l} GROUP BY l.clip_id",
+            ids,
+        )
+    }
     return (
         {k: tuple(v) for k, v in flags.items()},
         {k: tuple(v) for k, v in cases.items()},
         case_ids,
         _HoldIndex(holds),
         wrong_clock,
+        discs,
     )
 
 

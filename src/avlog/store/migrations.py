@@ -258,11 +258,67 @@ def _listing_indexes(db: Database) -> None:
     db.table("ingests").create_index(["device_serial", "started_at"], if_not_exists=True)
 
 
+def _discs(db: Database) -> None:
+    """Art. 20-21: the disc registry. A disc row exists only for an image verified after it was written."""
+    db.table("discs").create(
+        {
+            "id": int,
+            "volume_id": str,  # AVLOG_2026_0001: on the disc, in its bag-info.txt and here
+            "year": int,
+            "seq": int,  # the number within the year
+            "media": str,  # cd | dvd | dvd-dl | bd25 | bd50 | bd100
+            "purpose": str,  # archive (Art. 20) | evidence (Art. 21)
+            "evidence_case_id": int,
+            "image_path": str,  # where the image was written (it may be moved or deleted after burning)
+            "image_bytes": int,
+            "image_sha256": str,
+            "image_blake3": str,
+            "payload_bytes": int,
+            "clip_count": int,
+            "reasons": str,  # JSON: Art. 20 reasons and case numbers of its clips
+            "created_at": str,
+            "created_by": str,
+            "state": str,  # image | burned | lost | unreadable
+            "burned_at": str,
+            "burned_by": str,
+            "location": str,
+            "image_verified_at": str,  # last read-back of the image file
+            "image_verify_result": str,  # ok | mismatch | unreadable
+            "disc_verified_at": str,  # last read-back of the physical disc
+            "disc_verify_result": str,  # ok | mismatch | unreadable
+        },
+        pk="id",
+        not_null={"volume_id", "year", "seq", "media", "purpose", "image_bytes", "image_sha256", "image_blake3"}
+        | {"payload_bytes", "clip_count", "created_at", "created_by", "state"},
+        defaults={"state": "image"},
+        foreign_keys=[("evidence_case_id", "cases", "id")],
+    )
+    db.table("discs").create_index(["volume_id"], unique=True)
+    db.table("discs").create_index(["year", "seq"], unique=True)
+    db.table("disc_clips").create(
+        {
+            "id": int,
+            "disc_id": int,
+            "clip_id": int,
+            "path": str,  # the clip's path on the disc, from its root
+            "blake3": str,
+            "sha256": str,
+            "size": int,
+        },
+        pk="id",
+        not_null={"disc_id", "clip_id", "path", "blake3", "sha256", "size"},
+        foreign_keys=[("disc_id", "discs", "id"), ("clip_id", "clips", "id")],
+    )
+    db.table("disc_clips").create_index(["disc_id", "clip_id"], unique=True)
+    db.table("disc_clips").create_index(["clip_id"])
+
+
 #: (name, step) in the order they apply. Append only.
 STEPS: list[tuple[str, Callable[[Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_flags_cases_holds", _flags_cases_holds),
     ("0003_listing_indexes", _listing_indexes),
+    ("0004_discs", _discs),
 ]
 
 

@@ -1,0 +1,585 @@
+"""``burn-iso``: choose the clips that need discs, pack them, write each image, prove it, record it.
+
+For each planned disc, in order: the image is written under a temporary name (``.AVLOG_2026_0001.iso.part``
+next to where it belongs), flushed, dropped from the page cache and read back from the disk
+(:mod:`avlog.iso.verify`); every clip's BLAKE3 must equal the catalog's, every bag file its own, and
+the ISO 9660 and UDF trees must agree. Only then, in one catalog transaction, the disc row, its clips
+and the audit entry are written and the image takes its final name. A crash before that commit leaves
+a ``.part`` file, which the next run removes; never a disc row without a verified image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import blake3
+
+from avlog import __version__
+from avlog.context import Context
+from avlog.errors import AvlogError, IntegrityError, NotFound, UsageError
+from avlog.i18n import _
+from avlog.iso import bag, registry
+from avlog.iso.build import DiscFile, Image, Volume, safe_name
+from avlog.iso.media import MEDIA, SECTOR, Medium
+from avlog.iso.plan import Item, Plan, PlannedDisc, plan
+from avlog.iso.verify import Reading, read_medium
+from avlog.timefmt import from_db, show
+
+Row = dict[str, Any]
+#: ``start(volume_id, phase, total_bytes)`` returns the function that advances that phase by n bytes.
+Progress = Callable[[str, str, int], Callable[[int], None]]
+
+LOCK_NAME = "burn.lock"
+#: Files of the bag besides the clips and their share of the tag files, bounded for the plan.
+FIXED_TAG_BYTES = 64 * 1024
+TAG_FILES = 7
+
+
+class BurnRunning(AvlogError):
+    """Another burn-iso holds the lock."""
+
+
+@dataclass
+class Selected:
+    clip: Row
+    custodian: str | None
+    flags: list[Row]
+    cases: list[str]
+    copies: int  # discs that stand already
+
+
+@dataclass
+class DiscResult:
+    volume_id: str
+    path: Path | None
+    media: str
+    image_bytes: int
+    sha256: str | None
+    blake3: str | None
+    clip_ids: list[int]
+    payload_bytes: int
+    free_bytes: int
+    verified: bool
+    disc_id: int | None = None
+
+
+@dataclass
+class BurnReport:
+    medium: Medium
+    selected: list[Selected] = field(default_factory=list)
+    plan: Plan | None = None
+    discs: list[DiscResult] = field(default_factory=list)
+    dry_run: bool = False
+    evidence_case: str | None = None
+    still_needing: list[int] = field(default_factory=list)  # clips that need another run for their copies
+
+
+# -- selection --------------------------------------------------------------------------------------
+
+
+def _flags_and_cases(ctx: Context, ids: list[int]) -> tuple[dict[int, list[Row]], dict[int, list[str]]]:
+    arg = [json.dumps(ids)]
+    flags: dict[int, list[Row]] = {}
+    for r in ctx.catalog.query(
+        "SELECT * FROM flags WHERE unflagged_at IS NULL AND clip_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        arg,
+    ):
+        flags.setdefault(r["clip_id"], []).append(r)
+    cases: dict[int, list[str]] = {}
+    for r in ctx.catalog.query(
+        "SELECT l.clip_id, c.case_no FROM case_clips l JOIN cases c ON c.id = l.case_id "
+        "WHERE l.unlinked_at IS NULL AND l.clip_id IN (SELECT value FROM json_each(?)) ORDER BY c.case_no",
+        arg,
+    ):
+        cases.setdefault(r["clip_id"], []).append(r["case_no"])
+    return flags, cases
+
+
+def select(
+    ctx: Context,
+    *,
+    case: str | None = None,
+    flag_reason: str | None = None,
+    clips: list[str] | None = None,
+    evidence_for: str | None = None,
+) -> list[Selected]:
+    """The stored clips that need a disc now (see ``burn-iso --help``), in catalog order."""
+    where = ["c.state = 'stored'"]
+    params: list[Any] = []
+    if evidence_for is not None:
+        case_row = ctx.catalog.one("SELECT * FROM cases WHERE case_no = ?", [evidence_for])
+        if case_row is None:
+            raise NotFound(_("no case {case}").format(case=evidence_for))
+        where.append(
+            "EXISTS (SELECT 1 FROM case_clips l WHERE l.clip_id = c.id AND l.unlinked_at IS NULL AND l.case_id = ?)"
+        )
+        params.append(case_row["id"])
+    else:
+        where.append(
+            "(EXISTS (SELECT 1 FROM flags f WHERE f.clip_id = c.id AND f.unflagged_at IS NULL) OR "
+            "EXISTS (SELECT 1 FROM case_clips l WHERE l.clip_id = c.id AND l.unlinked_at IS NULL))"
+        )
+    if case is not None:
+        if ctx.catalog.one("SELECT 1 FROM cases WHERE case_no = ?", [case]) is None:
+            raise NotFound(_("no case {case}").format(case=case))
+        where.append(
+            "EXISTS (SELECT 1 FROM case_clips l JOIN cases k ON k.id = l.case_id "
+            "WHERE l.clip_id = c.id AND l.unlinked_at IS NULL AND k.case_no = ?)"
+        )
+        params.append(case)
+    if flag_reason is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM flags f WHERE f.clip_id = c.id AND f.unflagged_at IS NULL AND f.reason = ?)"
+        )
+        params.append(flag_reason)
+    named: list[Row] = [ctx.catalog.resolve_clip(ref) for ref in clips or []]
+    if named:
+        where.append("c.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps([r["id"] for r in named]))
+    rows = ctx.catalog.query(
+        "SELECT c.*, d.custodian AS _custodian FROM clips c LEFT JOIN devices d ON d.serial = c.device_serial "
+        f"WHERE {' AND '.join(where)} ORDER BY c.id",
+        params,
+    )
+    copies = registry.standing_copies(ctx)
+    need = ctx.settings.retention.disc_copies
+    ids = [r["id"] for r in rows]
+    flags, cases = _flags_and_cases(ctx, ids)
+    chosen = []
+    for r in rows:
+        n = copies.get(r["id"], 0)
+        if evidence_for is None and n >= need:
+            continue
+        chosen.append(Selected(r, r.pop("_custodian"), flags.get(r["id"], []), cases.get(r["id"], []), n))
+    if named:
+        found = {s.clip["id"] for s in chosen}
+        for r in named:
+            if r["id"] in found:
+                continue
+            if r["state"] != "stored":
+                why = _("it was purged; only its tombstone remains")
+            elif evidence_for is not None:
+                why = _("it is not linked to case {case}").format(case=evidence_for)
+            elif copies.get(r["id"], 0) >= need:
+                why = _("it is on {n} discs already (retention.disc_copies = {need})").format(
+                    n=copies[r["id"]], need=need
+                )
+            else:
+                why = _(
+                    "it is neither flagged (Art. 20) nor linked to a case, or not to the --case/--flag-reason given"
+                )
+            raise UsageError(_("clip {id} needs no disc now: {why}").format(id=r["id"], why=why))
+    return chosen
+
+
+# -- disc paths and items ---------------------------------------------------------------------------
+
+
+def _local(text: str | None, ctx: Context) -> datetime | None:
+    moment = from_db(text)
+    return moment.astimezone(ctx.settings.tz) if moment else None
+
+
+def _when(clip: Row, ctx: Context) -> datetime:
+    moment = _local(clip["recorded_start"], ctx) or _local(clip["original_mtime"], ctx)
+    if moment is None:
+        moment = _local(clip["ingested_at"], ctx)
+    assert moment is not None
+    return moment.replace(microsecond=0)
+
+
+def _paths(ctx: Context, selected: list[Selected]) -> dict[int, str]:
+    """data/<device>/<local recording date>/<original name>; a name taken twice gets the clip id added."""
+    paths: dict[int, str] = {}
+    taken: set[str] = set()
+    for s in sorted(selected, key=lambda s: s.clip["id"]):
+        clip = s.clip
+        name = safe_name(PurePosixPath(clip["original_path"].replace("\\", "/")).name or f"clip-{clip['id']}")
+        folder = f"data/{safe_name(clip['device_serial'])}/{_when(clip, ctx):%Y-%m-%d}"
+        path = f"{folder}/{name}"
+        if path.casefold() in taken or name in {"README.txt", "catalog.json", "EXPLANATION.txt"}:
+            stem, dot, ext = name.rpartition(".")
+            name = safe_name(f"{stem}~{clip['id']}{dot}{ext}" if dot else f"{name}~{clip['id']}")
+            path = f"{folder}/{name}"
+        taken.add(path.casefold())
+        paths[clip["id"]] = path
+    return paths
+
+
+def _entry(ctx: Context, s: Selected) -> dict[str, Any]:
+    tz = ctx.settings.tz
+    c = s.clip
+    return {
+        "clip_id": c["id"],
+        "device_serial": c["device_serial"],
+        "custodian": s.custodian,
+        "original_path": c["original_path"],
+        "original_mtime": show(c["original_mtime"], tz),
+        "recorded_start": show(c["recorded_start"], tz),
+        "recorded_end": show(c["recorded_end"], tz),
+        "time_source": c["time_source"],
+        "duration_s": c["duration_s"],
+        "media_kind": c["media_kind"],
+        "container": c["container"],
+        "codec": c["codec"],
+        "ingested_at": show(c["ingested_at"], tz),
+        "ingest_id": c["ingest_id"],
+        "size": c["size"],
+        "sha256": c["sha256"],
+        "blake3": c["blake3"],
+        "flags": [
+            {"reason": f["reason"], "note": f["note"], "flagged_at": show(f["flagged_at"], tz), "by": f["flagged_by"]}
+            for f in s.flags
+        ],
+        "cases": s.cases,
+    }
+
+
+def _items(ctx: Context, selected: list[Selected], paths: dict[int, str], evidence: bool) -> list[Item]:
+    items = []
+    for s in selected:
+        c = s.clip
+        path = paths[c["id"]]
+        when = _when(c, ctx)
+        group = f"case:{s.cases[0]}" if s.cases else f"incident:{c['device_serial']}/{when:%Y-%m-%d}"
+        entry = _entry(ctx, s)
+        tag = len(bag.manifest_line(c["sha256"], path).encode()) + bag.catalog_entry_bytes(entry, path)
+        if evidence:
+            tag += bag.explanation_bytes_per_clip(path, entry)
+        items.append(Item(c["id"], c["size"], path, group, when.isoformat(), tag))
+    return items
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def burn_lock(ctx: Context) -> Iterator[None]:
+    path = ctx.root / "tmp" / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BurnRunning(_("another burn-iso is running (it holds {path})").format(path=path)) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def medium_named(name: str) -> Medium:
+    try:
+        return MEDIA[name]
+    except KeyError:
+        raise UsageError(_("--media must be one of {names}").format(names=", ".join(MEDIA))) from None
+
+
+def burn_iso(
+    ctx: Context,
+    *,
+    media: str | None = None,
+    out: Path | None = None,
+    dry_run: bool = False,
+    case: str | None = None,
+    flag_reason: str | None = None,
+    clips: list[str] | None = None,
+    evidence_for: str | None = None,
+    progress: Progress | None = None,
+) -> BurnReport:
+    medium = medium_named(media or ctx.settings.default_media)
+    report = BurnReport(medium, dry_run=dry_run, evidence_case=evidence_for)
+    out_dir = (out or ctx.root / "discs").absolute()
+    with burn_lock(ctx):
+        report.selected = select(ctx, case=case, flag_reason=flag_reason, clips=clips, evidence_for=evidence_for)
+        by_id = {s.clip["id"]: s for s in report.selected}
+        paths = _paths(ctx, report.selected)
+        the_plan = plan(
+            _items(ctx, report.selected, paths, evidence_for is not None),
+            medium,
+            fixed_tag_bytes=FIXED_TAG_BYTES,
+            tag_files=TAG_FILES,
+        )
+        report.plan = the_plan
+        if the_plan.too_big:
+            first = the_plan.too_big[0]
+            size = first.item.size
+            if first.fits_on is not None:
+                hint = _("use --media {name} ({label})").format(name=first.fits_on.name, label=_(first.fits_on.label))
+            else:
+                hint = _("no disc medium is large enough")
+            raise UsageError(
+                _("clip {id} ({size} bytes) does not fit on a {media} disc; {hint}").format(
+                    id=first.item.clip_id, size=size, media=medium.name, hint=hint
+                )
+            )
+        if dry_run:
+            year = ctx.clock().astimezone(ctx.settings.tz).year
+            seq = registry.next_seq(ctx, year)
+            for n, disc in enumerate(the_plan.discs):
+                report.discs.append(_planned(registry.volume_id(year, seq + n), medium, disc))
+            return report
+        if the_plan.discs:
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise AvlogError(_("cannot create {path}: {reason}").format(path=out_dir, reason=exc.strerror)) from exc
+            for stale in out_dir.glob(".AVLOG_*.iso.part"):
+                stale.unlink(missing_ok=True)
+        group = uuid.uuid4().hex
+        for n, disc in enumerate(the_plan.discs, start=1):
+            chosen = [by_id[i.clip_id] for i in disc.items]
+            report.discs.append(
+                _make_disc(
+                    ctx, medium, disc, chosen, paths, out_dir, evidence_for, group, n, len(the_plan.discs), progress
+                )
+            )
+        need = ctx.settings.retention.disc_copies
+        if evidence_for is None:
+            report.still_needing = [s.clip["id"] for s in report.selected if s.copies + 1 < need]
+    return report
+
+
+def _planned(volume_id: str, medium: Medium, disc: PlannedDisc) -> DiscResult:
+    return DiscResult(
+        volume_id,
+        None,
+        medium.name,
+        disc.sectors * SECTOR,
+        None,
+        None,
+        [i.clip_id for i in disc.items],
+        disc.payload_bytes,
+        disc.free_bytes,
+        False,
+    )
+
+
+def _reasons(chosen: list[Selected]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    reasons = sorted({f["reason"] for s in chosen for f in s.flags})
+    cases = sorted({c for s in chosen for c in s.cases})
+    return tuple(reasons), tuple(cases)
+
+
+def _make_disc(
+    ctx: Context,
+    medium: Medium,
+    disc: PlannedDisc,
+    chosen: list[Selected],
+    paths: dict[int, str],
+    out_dir: Path,
+    evidence_for: str | None,
+    group: str,
+    index: int,
+    count: int,
+    progress: Progress | None,
+) -> DiscResult:
+    now = ctx.clock().astimezone(ctx.settings.tz).replace(microsecond=0)
+    year = now.year
+    seq = registry.next_seq(ctx, year)
+    vol = registry.volume_id(year, seq)
+    reasons, cases = _reasons(chosen)
+    evidence_case = None
+    if evidence_for is not None:
+        row = ctx.catalog.one("SELECT case_no, title FROM cases WHERE case_no = ?", [evidence_for])
+        evidence_case = dict(row) if row else {"case_no": evidence_for}
+    info = bag.DiscInfo(
+        volume_id=vol,
+        created=now.isoformat(),
+        organisation=ctx.settings.organisation,
+        made_by=ctx.actor,
+        store=f"{ctx.host}:{ctx.root}",
+        software=f"avlog {__version__}",
+        purpose="evidence" if evidence_for else "archive",
+        reasons=reasons,
+        cases=cases,
+        evidence_case=evidence_case,
+        group=group,
+        index=index,
+        count=count,
+    )
+    disc_clips = [
+        bag.DiscClip(paths[s.clip["id"]], s.clip["size"], s.clip["sha256"], s.clip["blake3"], _entry(ctx, s))
+        for s in sorted(chosen, key=lambda s: paths[s.clip["id"]])
+    ]
+    tag_files = bag.bag_files(info, disc_clips, now.date().isoformat())
+    files = [
+        DiscFile(paths[s.clip["id"]], s.clip["size"], _when(s.clip, ctx), source=ctx.objects.path(s.clip["blake3"]))
+        for s in chosen
+    ]
+    files += [DiscFile(t.path, len(t.content), now, content=t.content) for t in tag_files]
+    label = f"AVLOG {now:%Y-%m-%d} {seq:04d}"
+    volume = Volume(vol, label, ctx.settings.organisation, ctx.actor, f"AVLOG {__version__}", now)
+    for s in chosen:
+        if not ctx.objects.exists(s.clip["blake3"]):
+            raise IntegrityError(
+                _("clip {id}'s stored copy is missing ({hex}); run avlog verify").format(
+                    id=s.clip["id"], hex=s.clip["blake3"]
+                )
+            )
+    image = Image(volume, files)
+    sectors = image.sectors
+    if sectors > medium.sectors:  # the plan's bound is an upper bound; this would be a defect in it
+        image.close()
+        raise AvlogError(
+            _("disc {vol} would take {n} sectors, more than a {media} holds ({cap})").format(
+                vol=vol, n=sectors, media=medium.name, cap=medium.sectors
+            )
+        )
+    final = out_dir / f"{vol}.iso"
+    part = out_dir / f".{vol}.iso.part"
+    total = sectors * SECTOR
+    try:
+        image.write(part, progress(vol, "write", total) if progress else None)
+        reading = read_medium(
+            part,
+            small_files=tuple(t.path for t in tag_files),
+            progress=progress,
+        )
+        expected = {f.path: (f.size, f.content) for f in files}
+        clip_b3 = {paths[s.clip["id"]]: (s.clip["id"], s.clip["blake3"]) for s in chosen}
+        bad = compare(reading, expected_files(expected, clip_b3))
+        if bad or reading.volume_id != vol:
+            details = "; ".join(b["problem_text"] for b in bad[:3]) or _("its volume id reads {v}").format(
+                v=reading.volume_id
+            )
+            raise IntegrityError(
+                _("image {vol} failed its read-back and was not kept: {details}").format(vol=vol, details=details)
+            )
+        row = {
+            "volume_id": vol,
+            "year": year,
+            "seq": seq,
+            "media": medium.name,
+            "purpose": info.purpose,
+            "evidence_case_id": _case_id(ctx, evidence_for),
+            "image_path": str(final),
+            "image_bytes": reading.image_bytes,
+            "image_sha256": reading.sha256,
+            "image_blake3": reading.blake3,
+            "payload_bytes": disc.payload_bytes,
+            "clip_count": len(chosen),
+            "reasons": json.dumps({"reasons": list(reasons), "cases": list(cases), "group": group}),
+            "created_at": ctx.catalog.now(),
+            "created_by": ctx.actor,
+            "state": "image",
+            "image_verified_at": ctx.catalog.now(),
+            "image_verify_result": "ok",
+        }
+        clip_rows = [
+            {
+                "clip_id": s.clip["id"],
+                "path": paths[s.clip["id"]],
+                "blake3": s.clip["blake3"],
+                "sha256": s.clip["sha256"],
+                "size": s.clip["size"],
+            }
+            for s in chosen
+        ]
+        with ctx.catalog.change():
+            disc_id = registry.add_disc(ctx, row, clip_rows)
+            os.rename(part, final)
+        _fsync_dir(out_dir)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return DiscResult(
+        vol,
+        final,
+        medium.name,
+        reading.image_bytes,
+        reading.sha256,
+        reading.blake3,
+        [s.clip["id"] for s in chosen],
+        disc.payload_bytes,
+        (medium.sectors - sectors) * SECTOR,
+        True,
+        disc_id,
+    )
+
+
+def _case_id(ctx: Context, case_no: str | None) -> int | None:
+    if case_no is None:
+        return None
+    row = ctx.catalog.one("SELECT id FROM cases WHERE case_no = ?", [case_no])
+    return int(row["id"]) if row else None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- comparing a reading with what should be there ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    path: str
+    size: int
+    blake3: str
+    clip_id: int | None
+
+
+def expected_files(files: dict[str, tuple[int, bytes | None]], clips: dict[str, tuple[int, str]]) -> list[Expected]:
+    result = []
+    for path, (size, content) in files.items():
+        if path in clips:
+            clip_id, b3 = clips[path]
+            result.append(Expected(path, size, b3, clip_id))
+        else:
+            assert content is not None
+            result.append(Expected(path, size, blake3.blake3(content).hexdigest(), None))
+    return result
+
+
+def compare(reading: Reading, expected: list[Expected], *, extra_allowed: bool = False) -> list[Row]:
+    """Differences between a reading and what the disc should hold; each names its file (and clip)."""
+    bad: list[Row] = []
+    for problem in reading.problems:
+        bad.append({"path": None, "clip_id": None, "problem": "structure", "problem_text": problem})
+    for e in expected:
+        found = reading.files.get(e.path)
+        who = _("clip {id} ({path})").format(id=e.clip_id, path=e.path) if e.clip_id is not None else e.path
+        if found is None:
+            bad.append(
+                {
+                    "path": e.path,
+                    "clip_id": e.clip_id,
+                    "problem": "missing",
+                    "problem_text": _("{who} is missing").format(who=who),
+                }
+            )
+        elif found != (e.size, e.blake3):
+            bad.append(
+                {
+                    "path": e.path,
+                    "clip_id": e.clip_id,
+                    "problem": "mismatch",
+                    "problem_text": _("{who} differs from the catalog").format(who=who),
+                }
+            )
+    if not extra_allowed:
+        known = {e.path for e in expected}
+        for path in sorted(set(reading.files) - known):
+            bad.append(
+                {
+                    "path": path,
+                    "clip_id": None,
+                    "problem": "unexpected",
+                    "problem_text": _("{path} is not in the catalog's record of the disc").format(path=path),
+                }
+            )
+    return bad

@@ -133,3 +133,25 @@ def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
         subprocess.run(["losetup", "-d", device], check=True, capture_output=True)
         mountpoint.rmdir()
     return image
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A freshly made 24 MB ext4 filesystem, loop-mounted; always unmounted afterwards."""
+    require_tool("mkfs.ext4")
+    require_tool("mount")
+    if os.geteuid() != 0:
+        pytest.skip("a loop mount needs root")
+    image = tmp_path / "store-fs.img"
+    with open(image, "wb") as f:
+        f.truncate(24 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"the kernel refused the loop mount: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)

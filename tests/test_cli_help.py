@@ -47,6 +47,13 @@ def test_the_walk_finds_the_commands_spec_names() -> None:
         "verify",
         "audit",
         "audit verify",
+        "burn-iso",
+        "disc list",
+        "disc show",
+        "disc verify",
+        "disc locate",
+        "disc mark",
+        "retention-sweep",
     ):
         assert expected in names
 

@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from avlog.context import init_store
 from avlog.samples import write_video
-from conftest import require_tool, run_avlog
+from conftest import run_avlog
 
 SERIAL = "BC-FULL-1"
 
@@ -37,28 +35,6 @@ def _error_line(stderr: str, report_lines: int = 0) -> str:
     assert len(lines) <= report_lines + 1, stderr
     assert "internal error" not in lines[-1], stderr
     return lines[-1]
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A freshly made 24 MB ext4 filesystem, loop-mounted; always unmounted afterwards."""
-    require_tool("mkfs.ext4")
-    require_tool("mount")
-    if os.geteuid() != 0:
-        pytest.skip("a loop mount needs root")
-    image = tmp_path / "store-fs.img"
-    with open(image, "wb") as f:
-        f.truncate(24 << 20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    mountpoint = tmp_path / "mnt"
-    mountpoint.mkdir()
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"the kernel refused the loop mount: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
 
 
 def _blake3(path: Path) -> str:

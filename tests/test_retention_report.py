@@ -221,7 +221,7 @@ def test_bulk_facts_match_the_sweeps_facts_with_a_fixed_number_of_queries(
         assert [f for _r, f in single] == [f for _r, f in load_facts(ctx, rows[0]["id"])]
         subset = [rows[4], rows[2]]  # any order, any subset: the rows come back as given
         assert [f for _r, f in load_facts_for(ctx, subset)] == [load_facts(ctx, r["id"])[0][1] for r in subset]
-        assert many == one == 4  # flags, cases, holds, findings: no query per clip
+        assert many == one == 5  # flags, cases, holds, findings, discs: no query per clip
         assert load_facts_for(ctx, []) == []
         facts = {f.clip_id: f for _r, f in bulk}
         assert [c.case_id for c in facts[ids["c2"]].cases] == ["K-1", "K-2"]

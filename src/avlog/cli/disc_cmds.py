@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from avlog.cli.app import AvlogGroup, JsonOpt, _closing, _examples, _open, app
-from avlog.errors import IntegrityError, UsageError
+from avlog.errors import AvlogError, IntegrityError, UsageError
 from avlog.i18n import _
 from avlog.iso.media import MEDIA
 
@@ -21,6 +21,7 @@ disc_app = typer.Typer(
         "it is burned and its read-back found no difference."
     ),
     no_args_is_help=True,
+    epilog=_examples("avlog disc list", "avlog disc verify /dev/sr0", "avlog disc locate 42"),
 )
 app.add_typer(disc_app, name="disc", short_help=_("List, show, verify, locate and mark archive discs."))
 
@@ -226,9 +227,10 @@ def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> dict[str, Any]
 def _burn_one(c: Any, ref: str, device: str, as_json: bool) -> Any:
     from avlog import render
     from avlog.iso import registry
-    from avlog.iso.burn import burn, read_path
+    from avlog.iso.burn import burn, check_device, read_path
     from avlog.iso.check import verify_disc
 
+    check_device(device)
     disc = registry.resolve(c, ref)
     image = Path(disc["image_path"])
     if not image.exists():
@@ -276,7 +278,7 @@ def _print_report(report: Any, burned: dict[str, Any], tz: Any) -> None:
         return
     title = _("Plan for {media} discs (nothing written)") if report.dry_run else _("Disc images written ({media})")
     table = Table(title=title.format(media=report.medium.name))
-    table.add_column(_("disc"))
+    table.add_column(_("disc"), no_wrap=True)
     table.add_column(_("clips"), justify="right")
     table.add_column(_("payload"), justify="right")
     table.add_column(_("image"), justify="right")
@@ -337,33 +339,24 @@ def disc_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         render.out.print(_("No discs yet. Make some with: avlog burn-iso"))
         return
     table = Table(title=_("Discs"))
-    for col in (
-        _("id"),
-        _("volume"),
-        _("media"),
-        _("purpose"),
-        _("clips"),
-        _("state"),
-        _("counts"),
-        _("location"),
-        _("last disc check"),
-        _("made"),
-    ):
+    table.add_column(_("volume"), no_wrap=True)
+    for col in (_("media"), _("clips"), _("state"), _("counts"), _("location"), _("last read-back")):
         table.add_column(col)
     for r in rows:
         counts = r["state"] == "burned" and r["disc_verify_result"] == "ok"
+        checked = r["disc_verified_at"] or r["image_verified_at"]
+        result = r["disc_verify_result"] if r["disc_verified_at"] else r["image_verify_result"]
         table.add_row(
-            str(r["id"]),
-            r["volume_id"],
+            r["volume_id"] + (" ★" if r["purpose"] == "evidence" else ""),
             r["media"],
-            r["purpose"],
             str(r["clip_count"]),
             r["state"],
             _("yes") if counts else _("no"),
             r["location"] or "-",
-            f"{render.table_time(r['disc_verified_at'], tz)} {r['disc_verify_result'] or ''}".strip(),
-            render.table_time(r["created_at"], tz),
+            f"{render.table_time(checked, tz)[:10]} {result or ''}".strip(),
         )
+    if any(r["purpose"] == "evidence" for r in rows):
+        table.caption = _("★ evidence disc (Art. 21)")
     render.out.print(table)
 
 
@@ -459,6 +452,10 @@ def disc_verify(
     with _closing(_open(ctx)) as c:
         try:
             check = verify_disc(c, target, progress=progress)
+        except AvlogError as exc:
+            if as_json:  # a script gets its document even when nothing could be read
+                render.emit_json({"source": target, "ok": False, "error": str(exc), "bad": []})
+            raise
         finally:
             if progress is not None:
                 progress.end()
@@ -470,6 +467,7 @@ def disc_verify(
                 "medium": check.medium,
                 "volume_id": check.volume_id,
                 "known": check.disc is not None,
+                "recorded": check.recorded,
                 "ok": check.ok,
                 "files": check.checked_files,
                 "bytes": check.reading.image_bytes if check.reading else None,
@@ -539,7 +537,8 @@ def disc_locate(
         render.out.print(_("Clip {id} is on no disc.").format(id=row["id"]))
         return
     table = Table(title=_("Discs holding clip {id}").format(id=row["id"]))
-    for col in (_("volume"), _("state"), _("counts"), _("location"), _("path on disc")):
+    table.add_column(_("volume"), no_wrap=True)
+    for col in (_("state"), _("counts"), _("location"), _("path on disc")):
         table.add_column(col)
     for r in rows:
         table.add_row(r["volume_id"], r["state"], _("yes") if r["counts"] else _("no"), r["location"] or "-", r["path"])

@@ -4,8 +4,12 @@ For each planned disc, in order: the image is written under a temporary name (``
 next to where it belongs), flushed, dropped from the page cache and read back from the disk
 (:mod:`avlog.iso.verify`); every clip's BLAKE3 must equal the catalog's, every bag file its own, and
 the ISO 9660 and UDF trees must agree. Only then, in one catalog transaction, the disc row, its clips
-and the audit entry are written and the image takes its final name. A crash before that commit leaves
-a ``.part`` file, which the next run removes; never a disc row without a verified image.
+and the audit entry are written and the image takes its final name. The final name is a hard link
+made inside that transaction (it never replaces an existing file); the ``.part`` name goes after the
+commit. A crash before the commit leaves a ``.part`` file (and perhaps its unrecorded final name), which
+the store's next run removes; never a disc row without a verified image, nor a final name without a row.
+A ``.part`` file is locked while its run lives, and its name carries the store's identity, so runs of
+two stores can share an output folder.
 """
 
 from __future__ import annotations
@@ -333,7 +337,7 @@ def burn_iso(
                 out_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise AvlogError(_("cannot create {path}: {reason}").format(path=out_dir, reason=exc.strerror)) from exc
-            for stale in out_dir.glob(".AVLOG_*.iso.part"):
+            for stale in out_dir.glob(f".AVLOG_*.{registry.store_id(ctx)[:12]}.*.iso.part"):  # this store's only
                 stale.unlink(missing_ok=True)
         group = uuid.uuid4().hex
         for n, disc in enumerate(the_plan.discs, start=1):
@@ -347,6 +351,45 @@ def burn_iso(
         if evidence_for is None:
             report.still_needing = [s.clip["id"] for s in report.selected if s.copies + 1 < need]
     return report
+
+
+def _prepare_out(ctx: Context, out_dir: Path) -> None:
+    """Make the output folder, refuse one inside the store's other folders, clear leftovers of killed runs."""
+    inside = out_dir.resolve()
+    root = ctx.root.resolve()
+    if inside.is_relative_to(root) and not inside.is_relative_to(root / "discs"):
+        raise UsageError(_("--out must not be inside the store, except its discs folder: {path}").format(path=out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(_("--out {path} is a file, not a folder").format(path=out_dir))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AvlogError(_("cannot create {path}: {reason}").format(path=out_dir, reason=exc.strerror)) from exc
+    for stale in out_dir.glob(f".AVLOG_*.{registry.store_id(ctx)[:12]}.*.iso.part"):  # this store's only
+        try:
+            fd = os.open(stale, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a run in progress (of this store or another) owns it
+        else:
+            _clear_leftover(ctx, stale)
+        finally:
+            os.close(fd)
+
+
+def _clear_leftover(ctx: Context, part: Path) -> None:
+    """A killed run's ``.part``. Linked to its final name already, it is either a recorded disc (the run
+    died after its commit: keep the image) or not (it died between link and commit: neither stays)."""
+    final = part.with_name(part.name[1:].split(".")[0] + ".iso")
+    with contextlib.suppress(OSError):
+        if final.exists() and os.path.samefile(final, part):
+            recorded = registry.by_volume_id(ctx, final.stem)
+            if recorded is None or Path(recorded["image_path"]) != final:
+                final.unlink()
+    part.unlink(missing_ok=True)
 
 
 def _planned(volume_id: str, medium: Medium, disc: PlannedDisc) -> DiscResult:
@@ -398,6 +441,7 @@ def _make_disc(
         organisation=ctx.settings.organisation,
         made_by=ctx.actor,
         store=f"{ctx.host}:{ctx.root}",
+        store_id=registry.store_id(ctx),
         software=f"avlog {__version__}",
         purpose="evidence" if evidence_for else "archive",
         reasons=reasons,
@@ -418,7 +462,9 @@ def _make_disc(
     ]
     files += [DiscFile(t.path, len(t.content), now, content=t.content) for t in tag_files]
     label = f"AVLOG {now:%Y-%m-%d} {seq:04d}"
-    volume = Volume(vol, label, ctx.settings.organisation, ctx.actor, f"AVLOG {__version__}", now)
+    volume = Volume(
+        vol, registry.volume_set_id(ctx), label, ctx.settings.organisation, ctx.actor, f"AVLOG {__version__}", now
+    )
     for s in chosen:
         if not ctx.objects.exists(s.clip["blake3"]):
             raise IntegrityError(
@@ -436,15 +482,18 @@ def _make_disc(
             )
         )
     final = out_dir / f"{vol}.iso"
-    part = out_dir / f".{vol}.iso.part"
+    part = out_dir / f".{vol}.{registry.store_id(ctx)[:12]}.{uuid.uuid4().hex[:8]}.iso.part"
     total = sectors * SECTOR
+    linked = False
     try:
-        image.write(part, progress(vol, "write", total) if progress else None)
-        reading = read_medium(
-            part,
-            small_files=tuple(t.path for t in tag_files),
-            progress=progress,
-        )
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o440)
+    except OSError as exc:
+        image.close()
+        raise AvlogError(_("cannot create {path}: {reason}").format(path=part, reason=exc.strerror)) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held until the end: another run's clean-up leaves a live .part alone
+        image.write(fd, part, progress(vol, "write", total) if progress else None)
+        reading = read_medium(part, small_files=tuple(t.path for t in tag_files), progress=progress)
         expected = {f.path: (f.size, f.content) for f in files}
         clip_b3 = {paths[s.clip["id"]]: (s.clip["id"], s.clip["blake3"]) for s in chosen}
         bad = compare(reading, expected_files(expected, clip_b3))
@@ -487,11 +536,24 @@ def _make_disc(
         ]
         with ctx.catalog.change():
             disc_id = registry.add_disc(ctx, row, clip_rows)
-            os.rename(part, final)
+            try:
+                # A link, not a rename: it never replaces a file of that name (another store's image).
+                os.link(part, final)
+            except FileExistsError:
+                raise AvlogError(
+                    _("{path} exists already (another store's disc of the same number?); move it, or use --out").format(
+                        path=final
+                    )
+                ) from None
+            linked = True
         _fsync_dir(out_dir)
     except BaseException:
-        part.unlink(missing_ok=True)
+        if linked:
+            final.unlink(missing_ok=True)  # the commit failed after the link: no final name without a row
         raise
+    finally:
+        part.unlink(missing_ok=True)
+        os.close(fd)
     return DiscResult(
         vol,
         final,

@@ -65,6 +65,7 @@ class DiscInfo:
     organisation: str
     made_by: str
     store: str  # host:path of the store the clips came from
+    store_id: str  # the store's identity (see avlog.iso.registry.store_id), also the volume set id
     software: str
     purpose: str  # archive | evidence
     reasons: tuple[str, ...] = ()
@@ -91,6 +92,7 @@ def catalog_json(info: DiscInfo, clips: Sequence[DiscClip]) -> bytes:
             "organisation": info.organisation,
             "made_by": info.made_by,
             "store": info.store,
+            "store_id": info.store_id,
             "software": info.software,
             "purpose": info.purpose,
             "reasons": list(info.reasons),
@@ -248,6 +250,7 @@ def bag_info(info: DiscInfo, clips: Sequence[DiscClip], data_files: int, data_by
         ("Avlog-Clip-Count", str(len(clips))),
         ("Avlog-Made-By", info.made_by),
         ("Avlog-Store", info.store),
+        ("Avlog-Store-Id", info.store_id),
     ]
     fields += [("Avlog-Art20-Reason", r) for r in info.reasons]
     fields += [("Avlog-Case", c) for c in info.cases]

@@ -53,6 +53,7 @@ class DiscFile:
 @dataclass(frozen=True)
 class Volume:
     volume_id: str  # d-characters, at most 32: AVLOG_2026_0001
+    volume_set_id: str  # d-characters: AVLOG_<store id>, which store made it
     label: str  # the longer, readable label of the Joliet and UDF views
     publisher: str
     preparer: str
@@ -219,7 +220,7 @@ class Image:
             pub_ident_str=_d_chars(v.publisher)[:128],
             preparer_ident_str=_d_chars(v.preparer)[:128],
             app_ident_str=_d_chars(v.application)[:128],
-            vol_set_ident=v.volume_id,
+            vol_set_ident=v.volume_set_id,
         )
         for vd in iso.svds:  # the Joliet volume label (UCS-2, 16 characters)
             vd.volume_identifier = v.label[:16].encode("utf-16_be").ljust(32, b"\0")
@@ -265,17 +266,15 @@ class Image:
         self._iso.get_record(iso_path="/")  # makes pycdlib assign the extents (once)
         return int(self._iso.pvd.space_size)
 
-    def write(self, dest: Path, progress: Progress | None = None) -> None:
-        """Write the image to ``dest`` (created, never overwritten), flushed to disk; the caller renames it."""
+    def write(self, fd: int, dest: Path, progress: Progress | None = None) -> None:
+        """Write the image into the new, empty file open at ``fd`` (``dest`` names it in messages), flushed
+        to disk and dropped from the page cache, so that a read-back reads the disk. ``fd`` stays open."""
         total = self.sectors * SECTOR
         try:
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o440)
-        except OSError as exc:
-            raise StoreError(_("cannot create {path}: {reason}").format(path=dest, reason=exc.strerror)) from exc
-        try:
-            with os.fdopen(fd, "wb", buffering=0, closefd=True) as raw:
+            raw = os.fdopen(fd, "wb", buffering=0, closefd=False)
+            with raw:
                 if total:
-                    _allocate(raw.fileno(), total, dest)
+                    _allocate(raw.fileno(), total)
                 out = _SparseFile(raw, progress)
                 with _utc_clock():
                     self.stamp_times()
@@ -283,7 +282,6 @@ class Image:
                 raw.truncate(total)
                 os.fsync(raw.fileno())
                 with contextlib.suppress(OSError):
-                    # The read-back must come from the disk, not from what this process just wrote.
                     os.posix_fadvise(raw.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -300,7 +298,7 @@ class Image:
         self._iso.close()
 
 
-def _allocate(fd: int, size: int, dest: Path) -> None:
+def _allocate(fd: int, size: int) -> None:
     """Claim the image's room before writing, so a full disk shows at once, not after gigabytes."""
     try:
         os.posix_fallocate(fd, 0, size)

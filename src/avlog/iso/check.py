@@ -8,8 +8,10 @@ compared with what it says of itself: its catalog.json and its manifests.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class DiscCheck:
     reading: Reading | None
     bad: list[Row] = field(default_factory=list)
     checked_files: int = 0
+    recorded: bool = False  # the result went into the registry
 
     @property
     def ok(self) -> bool:
@@ -106,8 +109,15 @@ def verify_disc(ctx: Context, target: str, *, progress: Progress | None = None) 
             )
         raise
     medium = "disc" if reading.is_device else "image"
+    record = disc is not None or reading.is_device
     if disc is None:
-        disc = registry.by_volume_id(ctx, reading.volume_id)
+        candidate = registry.by_volume_id(ctx, reading.volume_id)
+        if candidate is not None and reading.volume_set_id == registry.volume_set_id(ctx):
+            disc = candidate  # this store's disc (another store numbers its discs alike)
+            if not reading.is_device and candidate["image_path"]:
+                # The registry's own image file is recorded; a copy of it elsewhere is only reported.
+                with contextlib.suppress(OSError):
+                    record = os.path.samefile(path, candidate["image_path"])
     check = DiscCheck(str(path), medium, reading.volume_id, disc, reading)
     if disc is not None:
         clips = registry.disc_clips(ctx, disc["id"])
@@ -137,7 +147,11 @@ def verify_disc(ctx: Context, target: str, *, progress: Progress | None = None) 
         check.checked_files = len(reading.files)
         result = "ok" if not bad else "mismatch"
         stored = [{k: v for k, v in b.items() if k != "problem_text"} for b in bad]
-        check.disc = registry.record_verification(ctx, disc, medium=medium, source=str(path), result=result, bad=stored)
+        if record:
+            check.disc = registry.record_verification(
+                ctx, disc, medium=medium, source=str(path), result=result, bad=stored
+            )
+        check.recorded = record
         return check
     # A disc this store did not make: compare it with its own catalog.json and manifests.
     catalog = reading.contents.get("data/catalog.json")

@@ -24,10 +24,11 @@ from avlog.i18n import _
 Row = dict[str, Any]
 
 #: SQL over ``discs d``: the disc counts towards the copies a flagged clip needs before it may leave the store.
-COUNTED_DISC = "d.state = 'burned' AND d.disc_verify_result = 'ok'"
+#: Evidence discs (Art. 21) are handed over with the case file: they are never the archive's copies.
+COUNTED_DISC = "d.purpose = 'archive' AND d.state = 'burned' AND d.disc_verify_result = 'ok'"
 #: SQL over ``discs d``: the disc is a copy that exists or is on its way (burn-iso does not make it again).
 STANDING_DISC = (
-    "((d.state = 'image' AND d.image_verify_result = 'ok') "
+    "d.purpose = 'archive' AND ((d.state = 'image' AND d.image_verify_result = 'ok') "
     "OR (d.state = 'burned' AND COALESCE(d.disc_verify_result, 'ok') = 'ok'))"
 )
 
@@ -37,6 +38,19 @@ _VOLUME_ID = re.compile(r"^AVLOG_(\d{4})_(\d{4,})$")
 
 def volume_id(year: int, seq: int) -> str:
     return f"AVLOG_{year:04d}_{seq:04d}"
+
+
+def store_id(ctx: Context) -> str:
+    """This store's identity on its discs: the start of its first audit entry's hash (``store.init``).
+
+    Two stores number their discs alike (``AVLOG_2026_0001``); this tells their discs apart.
+    """
+    row = ctx.catalog.one("SELECT hash FROM audit ORDER BY seq LIMIT 1")
+    return str(row["hash"])[:32].upper() if row else "0" * 32
+
+
+def volume_set_id(ctx: Context) -> str:
+    return f"AVLOG_{store_id(ctx)}"
 
 
 def next_seq(ctx: Context, year: int) -> int:
@@ -163,14 +177,17 @@ def mark(
 def record_verification(ctx: Context, disc: Row, *, medium: str, source: str, result: str, bad: list[Row]) -> Row:
     """Record a read-back: ``medium`` is ``image`` (an image file) or ``disc`` (a physical disc or drive).
 
-    A physical disc that reads back is burned, whatever the registry said: its state follows.
+    A physical disc that reads back without a difference is burned, whatever the registry said (a disc
+    marked lost or unreadable that turns up and reads well is burned again): its state follows.
     """
     at = ctx.catalog.now()
     with ctx.catalog.change() as db:
         fresh = resolve(ctx, str(disc["id"]))
         changes: dict[str, Any] = {f"{medium}_verified_at": at, f"{medium}_verify_result": result}
-        if medium == "disc" and fresh["state"] == "image" and result == "ok":
-            changes.update(state="burned", burned_at=at, burned_by=ctx.actor)
+        if medium == "disc" and result == "ok" and fresh["state"] != "burned":
+            changes["state"] = "burned"
+            if not fresh["burned_at"]:
+                changes.update(burned_at=at, burned_by=ctx.actor)
         db.table("discs").update(fresh["id"], changes)
         ctx.catalog.audit(
             "disc.verify",

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import hashlib
 import os
 import queue
 import stat
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ class Reading:
     is_device: bool
     volume_id: str
     image_bytes: int  # the image's size from its volume descriptor
+    volume_set_id: str = ""  # avlog writes AVLOG_<store id> here
     sha256: str = ""
     blake3: str = ""
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # real path -> (size, BLAKE3)
@@ -61,12 +64,14 @@ class _Extent:
 
 
 def _open(path: Path) -> tuple[int, bool, int]:
+    if path.is_dir():
+        raise SourceError(_("{path} is a folder, not an image or a drive").format(path=path))
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise SourceError(_("{path} does not exist").format(path=path)) from exc
     except OSError as exc:
-        if exc.errno == 123:  # ENOMEDIUM: an empty drive
+        if exc.errno in (errno.ENOMEDIUM, errno.ENXIO):  # an empty drive, a loop device with nothing attached
             raise SourceError(_("no disc in {path}").format(path=path)) from exc
         raise SourceError(_("cannot open {path}: {reason}").format(path=path, reason=exc.strerror)) from exc
     mode = os.fstat(fd).st_mode
@@ -75,10 +80,14 @@ def _open(path: Path) -> tuple[int, bool, int]:
     return fd, is_device, size
 
 
-def _walk(iso: Any) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int]]], list[str]]:
-    """Every file's extents as (byte offset, length), by real path, through the UDF and the ISO 9660 trees."""
-    udf: dict[str, list[tuple[int, int]]] = {}
-    iso9660: dict[str, list[tuple[int, int]]] = {}
+Extents = dict[str, list[tuple[int, int]]]
+
+
+def _walk(iso: Any) -> tuple[Extents, Extents, Extents, list[str]]:
+    """Every file's extents as (byte offset, length), by real path, through the UDF, ISO 9660 and Joliet trees."""
+    udf: Extents = {}
+    iso9660: Extents = {}
+    joliet: Extents = {}
     problems: list[str] = []
     if iso.has_udf():
         for root, _dirs, files in iso.walk(udf_path="/"):
@@ -99,7 +108,18 @@ def _walk(iso: Any) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tu
                 extents.append((record.extent_location() * SECTOR, record.data_length))
                 record = getattr(record, "data_continuation", None)
             iso9660[path] = extents
-    return udf, iso9660, problems
+    if iso.has_joliet():
+        for root, _dirs, files in iso.walk(joliet_path="/"):
+            for name in files:
+                record = iso.get_record(joliet_path=f"{root.rstrip('/')}/{name}")
+                extents = []
+                while record is not None:
+                    extents.append((record.extent_location() * SECTOR, record.data_length))
+                    record = getattr(record, "data_continuation", None)
+                joliet[f"{root.rstrip('/')}/{name.split(';')[0]}".lstrip("/")] = extents
+    else:
+        problems.append(_("the image has no Joliet tree"))
+    return udf, iso9660, joliet, problems
 
 
 def _real_dir(iso: Any, iso_dir: str, cache: dict[str, str] | None = None) -> str:
@@ -137,26 +157,38 @@ def read_medium(path: Path, *, small_files: tuple[str, ...] = (), progress: Prog
             iso = pycdlib.PyCdlib()
             try:
                 iso.open_fp(fp)
-            except (pycdlib.pycdlibexception.PyCdlibException, OSError, ValueError, IndexError) as exc:
+            except OSError as exc:
+                raise IntegrityError(
+                    _("cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+                ) from exc
+            except (pycdlib.pycdlibexception.PyCdlibException, ValueError, IndexError, struct.error) as exc:
                 raise IntegrityError(
                     _("{path} is not a readable ISO 9660 image: {reason}").format(path=path, reason=exc)
                 ) from exc
             try:
                 volume_id = iso.pvd.volume_identifier.decode("ascii", "replace").strip()
+                volume_set_id = iso.pvd.volume_set_identifier.decode("ascii", "replace").strip()
                 image_bytes = int(iso.pvd.space_size) * SECTOR
-                udf, iso9660, problems = _walk(iso)
+                udf, iso9660, joliet, problems = _walk(iso)
             except (pycdlib.pycdlibexception.PyCdlibException, OSError, ValueError, IndexError) as exc:
                 raise IntegrityError(
                     _("cannot read the directories of {path}: {reason}").format(path=path, reason=exc)
                 ) from exc
             finally:
                 iso.close()
-        reading = Reading(str(path), is_device, volume_id, image_bytes, problems=problems)
-        for name in sorted(set(udf) ^ set(iso9660)):
-            reading.problems.append(_("{name} is in only one of the UDF and ISO 9660 trees").format(name=name))
-        for name in sorted(set(udf) & set(iso9660)):
-            if _merge(udf[name]) != _merge(iso9660[name]):
-                reading.problems.append(_("the UDF and ISO 9660 trees disagree about {name}").format(name=name))
+        reading = Reading(str(path), is_device, volume_id, image_bytes, volume_set_id, problems=problems)
+        for other, view in ((iso9660, "ISO 9660"), (joliet, "Joliet")):
+            if not other:
+                continue
+            for name in sorted(set(udf) ^ set(other)):
+                reading.problems.append(
+                    _("{name} is in only one of the UDF and {view} trees").format(name=name, view=view)
+                )
+            for name in sorted(set(udf) & set(other)):
+                if _merge(udf[name]) != _merge(other[name]):
+                    reading.problems.append(
+                        _("the UDF and {view} trees disagree about {name}").format(name=name, view=view)
+                    )
         if 0 <= size < image_bytes:
             reading.problems.append(
                 _("{path} is {size} bytes, shorter than the image it holds ({image} bytes)").format(

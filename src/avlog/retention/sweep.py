@@ -171,7 +171,7 @@ _Marks = tuple[
 
 
 def load_facts(ctx: Context, clip_id: int | None = None) -> list[tuple[Row, ClipFacts]]:
-    """Every clip (or one) with the facts the rules need: five queries, whatever the number of clips."""
+    """Every clip (or one) with the facts the rules need: six queries, whatever the number of clips."""
     if clip_id is not None:
         return load_facts_for(ctx, ctx.catalog.query("SELECT * FROM clips WHERE id = ?", [clip_id]))
     clips = ctx.catalog.query("SELECT * FROM clips ORDER BY id")
@@ -223,7 +223,7 @@ DECIDE_COLUMNS: tuple[str, ...] = (
 def _decide_rows(ctx: Context) -> Iterator[tuple[tuple[Any, ...], ClipFacts]]:
     """Every clip as a :data:`DECIDE_COLUMNS` tuple with its facts, the same facts :func:`load_facts` gives.
 
-    For the whole store: the marks (flags, cases, holds, findings) load in four queries as in
+    For the whole store: the marks (flags, cases, holds, findings, discs) load in five queries as in
     :func:`load_facts`, the clips stream from one query as tuples, and the facts are built positionally.
     """
     bundle = load_facts_marks(ctx)
@@ -608,7 +608,7 @@ def _preview_purges(ctx: Context, to_purge: list[Row], still_needed: set[str], r
 
 
 def load_facts_for(ctx: Context, clips: list[Row]) -> list[tuple[Row, ClipFacts]]:
-    """The facts of ``clips`` (full ``clips`` rows, as listings have them), in their order: four queries,
+    """The facts of ``clips`` (full ``clips`` rows, as listings have them), in their order: five queries,
     whatever their number, so a listing decides each row without a query per row."""
     if not clips:
         return []

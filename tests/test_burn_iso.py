@@ -415,3 +415,12 @@ def test_disc_verify_of_things_that_are_not_discs(cli: Cli, store: Path, tmp_pat
         result = cli("disc", "verify", target, "--json")
         assert result.exit_code == code, (target, result.stderr)
         assert words in result.stderr and json.loads(result.stdout)["ok"] is False
+
+
+def test_show_lists_a_clips_discs(cli: Cli, store: Path, clips: dict[str, dict[str, Any]]) -> None:
+    (disc,) = burn(cli)["discs"]
+    shown = json.loads(cli("show", str(clips["a"]["id"]), "--json").stdout)
+    assert [d["volume_id"] for d in shown["discs"]] == [disc["volume_id"]]
+    assert shown["discs"][0]["counts_as_copy"] is False and shown["discs"][0]["state"] == "image"
+    assert disc["volume_id"] in cli("show", str(clips["a"]["id"])).stdout
+    assert json.loads(cli("show", str(clips["e"]["id"]), "--json").stdout)["discs"] == []

@@ -164,7 +164,7 @@ def test_a_file_over_4_gib_round_trips_through_every_view(tmp_path: Path) -> Non
         DiscFile("data/README.txt", 5, when, content=b"hello"),
     ]
     image_path = tmp_path / "big.iso"
-    image = Image(Volume("AVLOG_2026_0099", "AVLOG 2026-11-20 0099", "org", "t", "AVLOG", when), files)
+    image = Image(Volume("AVLOG_2026_0099", "AVLOG_TEST", "org", "t", "AVLOG", when), files)
     image.write(image_path)
     reading = read_medium(image_path)
     assert reading.problems == []
@@ -203,3 +203,64 @@ def test_a_store_without_discs_folder_or_a_bad_out_is_one_line(
 def test_init_store_creates_the_discs_folder(tmp_path: Path) -> None:
     init_store(tmp_path / "s", actor="t")
     assert (tmp_path / "s" / "discs").is_dir()
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_at_its_second_disc_keeps_the_first_and_exits_4(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two recordings too big to share a CD-R: the second disc's read-back fails (its stored copy was damaged
+    after ingest); the first disc stands, the run says so and exits 4, and the next run retries the second."""
+    monkeypatch.setenv("AVLOG_USER", "tester")
+    card = tmp_path / "card"
+    card.mkdir()
+    for name, size, mark in (("BIG1.MP4", 420_000_000, b"\x01"), ("BIG2.MP4", 410_000_000, b"\x02")):
+        with open(card / name, "wb") as f:  # sparse on the card, real in the store
+            f.write(mark)
+            f.truncate(size)
+    cli = Cli(store)
+    register(cli)
+    assert cli("ingest", "--from", str(card), "--device-serial", "BC-0001").exit_code == 0
+    assert cli("flag", "1", "2", "--reason", "incident", "--note", "n").exit_code == 0
+    with sqlite3.connect(store / "catalog.sqlite") as conn:
+        (b3,) = conn.execute("SELECT blake3 FROM clips WHERE original_path = 'BIG2.MP4'").fetchone()
+    damaged = store / "objects" / b3[:2] / b3
+    damaged.chmod(0o644)
+    with open(damaged, "r+b") as f:
+        f.seek(300_000_000)
+        f.write(b"\xff")
+    result = run_avlog(store, "burn-iso", "--media", "cd", "--json")
+    assert result.returncode == 4, result.stderr
+    doc = json.loads(result.stdout)
+    assert len(doc["discs"]) == 1 and doc["discs"][0]["clips"] == [1] and "failed its read-back" in doc["failure"]
+    assert result.stderr.strip().splitlines()[-1].startswith("avlog: stopped after 1 disc(s)")
+    assert [v for v, _s in _discs(store)] == [doc["discs"][0]["volume_id"]]
+
+
+def test_leftovers_of_a_run_killed_between_link_and_commit_are_cleared(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state such a kill leaves, made by hand: a locked-by-nobody ``.part`` of this store and its final
+    name linked to it, no disc row. The next run removes both and makes the disc under that number."""
+    from avlog.context import open_context
+    from avlog.iso import registry
+
+    monkeypatch.setenv("AVLOG_USER", "tester")
+    _flagged_store(store, tmp_path / "card", [100_000])
+    ctx = open_context(store, actor="tester")
+    try:
+        ident = registry.store_id(ctx)[:12]
+    finally:
+        ctx.close()
+    year = datetime.now().year  # the store's zone and the host's agree on the year but on New Year's Eve
+    part = store / "discs" / f".AVLOG_{year}_0001.{ident}.deadbeef.iso.part"
+    part.write_bytes(b"half an image")
+    final = store / "discs" / f"AVLOG_{year}_0001.iso"
+    os.link(part, final)
+    foreign = store / "discs" / ".AVLOG_2026_0001.0123456789AB.cafecafe.iso.part"  # another store's run
+    foreign.write_bytes(b"not ours")
+    result = run_avlog(store, "burn-iso", "--json")
+    assert result.returncode == 0, result.stderr
+    (disc,) = json.loads(result.stdout)["discs"]
+    assert disc["volume_id"] == f"AVLOG_{year}_0001" and final.read_bytes() != b"half an image"
+    assert not part.exists() and foreign.exists()

@@ -47,9 +47,7 @@ def _sparse_tree(root: Path, files: list[tuple[str, int]]) -> list[DiscFile]:
 
 
 def _exact_sectors(root: Path, files: list[tuple[str, int]]) -> int:
-    image = Image(
-        Volume("AVLOG_2026_0001", "AVLOG 2026-11-20", "org", "tester", "AVLOG", WHEN), _sparse_tree(root, files)
-    )
+    image = Image(Volume("AVLOG_2026_0001", "AVLOG_TEST", "org", "tester", "AVLOG", WHEN), _sparse_tree(root, files))
     try:
         return image.sectors
     finally:

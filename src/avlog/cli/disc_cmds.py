@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from avlog.cli.app import AvlogGroup, JsonOpt, _closing, _examples, _open, app
-from avlog.errors import AvlogError, IntegrityError, UsageError
+from avlog.errors import AvlogError, IntegrityError, PartialFailure, UsageError
 from avlog.i18n import _
 from avlog.iso.media import MEDIA
 
@@ -23,7 +23,7 @@ disc_app = typer.Typer(
     no_args_is_help=True,
     epilog=_examples("avlog disc list", "avlog disc verify /dev/sr0", "avlog disc locate 42"),
 )
-app.add_typer(disc_app, name="disc", short_help=_("List, show, verify, locate and mark archive discs."))
+app.add_typer(disc_app, name="disc", short_help=_("List, show, verify, locate, mark and burn archive discs."))
 
 _MEDIA_HELP = ", ".join(f"{m.name} ({_(m.label)})" for m in MEDIA.values())
 
@@ -38,7 +38,7 @@ def _disc_json(disc: dict[str, Any], tz: Any, clips: list[int] | None = None) ->
         "media": disc["media"],
         "purpose": disc["purpose"],
         "state": disc["state"],
-        "counts_as_copy": disc["state"] == "burned" and disc["disc_verify_result"] == "ok",
+        "counts_as_copy": registry.counts(disc),
         "location": disc["location"],
         "path": disc["image_path"],
         "bytes": disc["image_bytes"],
@@ -65,7 +65,8 @@ def _disc_json(disc: dict[str, Any], tz: Any, clips: list[int] | None = None) ->
     help=_(
         "Pack the clips that need long-term keeping onto disc images: clips flagged under Art. 20 or linked "
         "to a case, on fewer discs than retention.disc_copies (default 2; one more copy per run, so run it "
-        "again for the copy kept in another place). A case's clips, or else one recorder's flagged clips of "
+        "again for the copy kept in another place; a disc counts as a copy once burned and read back from a "
+        "drive without a difference). A case's clips, or else one recorder's flagged clips of "
         "one day, stay on one disc where they fit. Each image is a BagIt bag readable with stock tools "
         "(ISO 9660, Joliet, Rock Ridge, UDF); it is read back and compared with the catalog before it gets "
         "its name and a row in the disc registry. With --evidence-for CASE: an evidence disc (Art. 21) of "
@@ -105,7 +106,10 @@ def burn_iso(
         typer.Option(
             "--burn",
             metavar="DEVICE",
-            help=_("Burn each verified image to this drive with xorriso, then read the disc back."),
+            help=_(
+                "Burn each verified image to this drive (/dev/sr0) with xorriso, then read the disc back; "
+                "stdio:PATH writes to another device or a file instead (xorriso's notation)."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -195,10 +199,15 @@ def burn_iso(
                     for d in report.discs
                 ],
                 "still_needing_copies": report.still_needing,
+                "failure": report.failure,
             }
         )
-        return
-    _print_report(report, burned, tz)
+    else:
+        _print_report(report, burned, tz)
+    if report.failure:
+        raise PartialFailure(
+            _("stopped after {n} disc(s): {reason}").format(n=len(report.discs), reason=report.failure)
+        )
 
 
 def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> dict[str, Any]:
@@ -256,15 +265,16 @@ def _burn_one(c: Any, ref: str, device: str, as_json: bool) -> Any:
                 vol=disc["volume_id"], details="; ".join(b["problem_text"] for b in check.bad[:3])
             )
         )
-    if not check.reading or not check.reading.is_device:
+    on_drive = bool(check.reading and check.reading.is_device)
+    if not on_drive:
         # Written to a file (stdio:PATH): a copy of the image, not a disc; it proves the write, nothing more.
         registry.mark(c, str(disc["id"]), burned=True, note=_("written to {device}").format(device=device))
     if not as_json:
-        render.log(
-            _("{vol}: burned to {device} and read back without a difference").format(
-                vol=disc["volume_id"], device=device
-            )
-        )
+        if on_drive:
+            message = _("{vol}: burned to {device} and read back without a difference; it counts as a copy")
+        else:
+            message = _("{vol}: written to the file {device} and read back; a file is not a disc and does not count")
+        render.log(message.format(vol=disc["volume_id"], device=device))
     return {"device": device, "verified": True}
 
 
@@ -343,7 +353,7 @@ def disc_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for col in (_("media"), _("clips"), _("state"), _("counts"), _("location"), _("last read-back")):
         table.add_column(col)
     for r in rows:
-        counts = r["state"] == "burned" and r["disc_verify_result"] == "ok"
+        counts = registry.counts(r)
         checked = r["disc_verified_at"] or r["image_verified_at"]
         result = r["disc_verify_result"] if r["disc_verified_at"] else r["image_verify_result"]
         table.add_row(
@@ -365,7 +375,13 @@ def disc_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     help=_("One disc with its clips, hashes, state, location and read-backs."),
     epilog=_examples("avlog disc show AVLOG_2026_0001", "avlog disc show 3 --json"),
 )
-def disc_show(ctx: typer.Context, disc: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOpt = False) -> None:
+def disc_show(
+    ctx: typer.Context,
+    disc: Annotated[
+        str, typer.Argument(metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."))
+    ],
+    as_json: JsonOpt = False,
+) -> None:
     from rich.table import Table
 
     from avlog import render
@@ -416,7 +432,9 @@ def disc_show(ctx: typer.Context, disc: Annotated[str, typer.Argument(metavar="I
         "cases",
     ):
         value = doc.get(key)
-        info.add_row(key, "-" if value in (None, [], "") else str(value))
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        info.add_row(key, "-" if value in (None, "") else str(value))
     render.out.print(info)
     table = Table(title=_("Clips on {vol}").format(vol=row["volume_id"]))
     for col in (_("clip"), _("path on disc"), _("size"), _("BLAKE3"), _("in store")):
@@ -430,7 +448,7 @@ def disc_show(ctx: typer.Context, disc: Annotated[str, typer.Argument(metavar="I
     "verify",
     help=_(
         "Read an image or a disc back and compare every clip with the catalog, the image's own hash with the "
-        "one recorded when it was made, and the bag's files with its manifests. TARGET is a disc of the "
+        "one recorded when it was made, and the bag's files with its manifests. ID|IMAGE|DEVICE is a disc of the "
         "registry (its id or volume id: its image file), an image file, or a drive (/dev/sr0). A disc read "
         "back without a difference from a drive counts as a verified copy. A disc this store did not make "
         "is compared with its own catalog.json. Exit 3 on any difference."
@@ -561,7 +579,9 @@ def disc_locate(
 )
 def disc_mark(
     ctx: typer.Context,
-    disc: Annotated[str, typer.Argument(metavar="ID")],
+    disc: Annotated[
+        str, typer.Argument(metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."))
+    ],
     burned: Annotated[bool, typer.Option("--burned", help=_("It has been burned."))] = False,
     location: Annotated[
         str | None, typer.Option("--location", metavar="TEXT", help=_("Where it is kept."), show_default=False)
@@ -600,7 +620,9 @@ def disc_mark(
 )
 def disc_burn(
     ctx: typer.Context,
-    disc: Annotated[str, typer.Argument(metavar="ID")],
+    disc: Annotated[
+        str, typer.Argument(metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."))
+    ],
     device: Annotated[str, typer.Argument(metavar="DEVICE")],
     as_json: JsonOpt = False,
 ) -> None:

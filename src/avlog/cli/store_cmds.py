@@ -160,6 +160,19 @@ def show(
             "holds": [render.hold_json(h, tz, case_nos.get(h["case_id"])) for h in marks.holds_covering(c, row)],
         }
         data["object_path"] = str(c.objects.path(row["blake3"]))
+        from avlog.iso import registry
+
+        data["discs"] = [
+            {
+                "volume_id": d["volume_id"],
+                "purpose": d["purpose"],
+                "state": d["state"],
+                "counts_as_copy": registry.counts(d),
+                "location": d["location"],
+                "path_on_disc": d["path"],
+            }
+            for d in registry.locate(c, row["id"])
+        ]
         findings = c.catalog.findings(clip_id=row["id"])
         data["findings"] = [
             {
@@ -214,6 +227,19 @@ def show(
             table.add_row(_(key), "-" if value is None else str(value))
         render.out.print(table)
         render.print_retention(data["retention"])
+        if data["discs"]:
+            render.out.print(_("Discs:"), style="bold")
+            for d in data["discs"]:
+                render.out.print(
+                    "  • "
+                    + _("{vol} ({purpose}, {state}{counts}){where}").format(
+                        vol=d["volume_id"],
+                        purpose=d["purpose"],
+                        state=d["state"],
+                        counts=_(", counts as a copy") if d["counts_as_copy"] else "",
+                        where=_(" at {location}").format(location=d["location"]) if d["location"] else "",
+                    )
+                )
         if findings:
             render.out.print(_("Findings:"), style="bold yellow")
             for f in findings:

@@ -85,6 +85,7 @@ class BurnReport:
     dry_run: bool = False
     evidence_case: str | None = None
     still_needing: list[int] = field(default_factory=list)  # clips that need another run for their copies
+    failure: str | None = None  # why the run stopped after making some of its discs
 
 
 # -- selection --------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def burn_iso(
             first = the_plan.too_big[0]
             size = first.item.size
             if first.fits_on is not None:
-                hint = _("use --media {name} ({label})").format(name=first.fits_on.name, label=_(first.fits_on.label))
+                hint = _("use --media {name}, {size} bytes").format(name=first.fits_on.name, size=first.fits_on.bytes)
             else:
                 hint = _("no disc medium is large enough")
             raise UsageError(
@@ -331,25 +332,24 @@ def burn_iso(
             seq = registry.next_seq(ctx, year)
             for n, disc in enumerate(the_plan.discs):
                 report.discs.append(_planned(registry.volume_id(year, seq + n), medium, disc))
+            report.still_needing = _still_needing(ctx, report, evidence_for)
             return report
         if the_plan.discs:
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise AvlogError(_("cannot create {path}: {reason}").format(path=out_dir, reason=exc.strerror)) from exc
-            for stale in out_dir.glob(f".AVLOG_*.{registry.store_id(ctx)[:12]}.*.iso.part"):  # this store's only
-                stale.unlink(missing_ok=True)
+            _prepare_out(ctx, out_dir)
         group = uuid.uuid4().hex
         for n, disc in enumerate(the_plan.discs, start=1):
             chosen = [by_id[i.clip_id] for i in disc.items]
-            report.discs.append(
-                _make_disc(
+            try:
+                made = _make_disc(
                     ctx, medium, disc, chosen, paths, out_dir, evidence_for, group, n, len(the_plan.discs), progress
                 )
-            )
-        need = ctx.settings.retention.disc_copies
-        if evidence_for is None:
-            report.still_needing = [s.clip["id"] for s in report.selected if s.copies + 1 < need]
+            except AvlogError as exc:
+                if not report.discs:
+                    raise
+                report.failure = str(exc)  # the discs made so far stand; the rest wait for the next run
+                break
+            report.discs.append(made)
+        report.still_needing = _still_needing(ctx, report, evidence_for)
     return report
 
 
@@ -390,6 +390,14 @@ def _clear_leftover(ctx: Context, part: Path) -> None:
             if recorded is None or Path(recorded["image_path"]) != final:
                 final.unlink()
     part.unlink(missing_ok=True)
+
+
+def _still_needing(ctx: Context, report: BurnReport, evidence_for: str | None) -> list[int]:
+    """Clips that will still lack copies after this run (one copy per run)."""
+    if evidence_for is not None:
+        return []
+    need = ctx.settings.retention.disc_copies
+    return [s.clip["id"] for s in report.selected if s.copies + 1 < need]
 
 
 def _planned(volume_id: str, medium: Medium, disc: PlannedDisc) -> DiscResult:
@@ -461,10 +469,7 @@ def _make_disc(
         for s in chosen
     ]
     files += [DiscFile(t.path, len(t.content), now, content=t.content) for t in tag_files]
-    label = f"AVLOG {now:%Y-%m-%d} {seq:04d}"
-    volume = Volume(
-        vol, registry.volume_set_id(ctx), label, ctx.settings.organisation, ctx.actor, f"AVLOG {__version__}", now
-    )
+    volume = Volume(vol, registry.volume_set_id(ctx), ctx.settings.organisation, ctx.actor, f"AVLOG {__version__}", now)
     for s in chosen:
         if not ctx.objects.exists(s.clip["blake3"]):
             raise IntegrityError(

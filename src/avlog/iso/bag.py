@@ -143,7 +143,7 @@ def readme(info: DiscInfo, clips: Sequence[DiscClip]) -> bytes:
   本组共 {info.count} 张，这是第 {info.index} 张。
   {evidence_zh}
 为什么保存
-  依照执法音视频记录管理规定第二十条需要长期保存，原因：
+  这些记录依照执法音视频记录管理规定第二十条需要长期保存，或者是下列案件的证据（第十九条、第二十一条）：
 {chr(10).join(zh_reasons)}
 
 文件在哪里
@@ -166,7 +166,8 @@ What this is
   disc {info.index} of {info.count} of its set.
   {evidence_en}
 Why it exists
-  The recordings must be kept long-term under Art. 20 of the rules on law-enforcement recordings:
+  These recordings must be kept long-term under Art. 20 of the rules on law-enforcement recordings,
+  or are evidence in the cases below (Art. 19, 21):
 {chr(10).join(en_reasons)}
 
 Where things are

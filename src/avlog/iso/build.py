@@ -54,7 +54,6 @@ class DiscFile:
 class Volume:
     volume_id: str  # d-characters, at most 32: AVLOG_2026_0001
     volume_set_id: str  # d-characters: AVLOG_<store id>, which store made it
-    label: str  # the longer, readable label of the Joliet and UDF views
     publisher: str
     preparer: str
     application: str
@@ -222,8 +221,6 @@ class Image:
             app_ident_str=_d_chars(v.application)[:128],
             vol_set_ident=v.volume_set_id,
         )
-        for vd in iso.svds:  # the Joliet volume label (UCS-2, 16 characters)
-            vd.volume_identifier = v.label[:16].encode("utf-16_be").ljust(32, b"\0")
         names = _IsoNames()
         dirs: dict[str, tuple[str, datetime]] = {"": ("", v.created)}  # real path -> (ISO path, time)
         for f in sorted(self.files, key=lambda f: f.path):

@@ -180,7 +180,7 @@ def plan(items: Sequence[Item], medium: Medium, *, fixed_tag_bytes: int = 64 * 1
     for item in placeable:
         groups.setdefault(item.group, []).append(item)
     for members in groups.values():
-        members.sort(key=lambda i: (i.order, i.path))
+        members.sort(key=lambda i: (i.order, i.path))  # recording order, for a stable plan
     discs: list[_Disc] = []
 
     def new_disc() -> _Disc:

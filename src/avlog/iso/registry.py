@@ -40,6 +40,11 @@ def volume_id(year: int, seq: int) -> str:
     return f"AVLOG_{year:04d}_{seq:04d}"
 
 
+def counts(disc: Row) -> bool:
+    """:data:`COUNTED_DISC` for one row."""
+    return disc["purpose"] == "archive" and disc["state"] == "burned" and disc["disc_verify_result"] == "ok"
+
+
 def store_id(ctx: Context) -> str:
     """This store's identity on its discs: the start of its first audit entry's hash (``store.init``).
 
@@ -150,9 +155,10 @@ def mark(
         if burned:
             if disc["state"] in ("lost", "unreadable"):
                 raise AvlogError(
-                    _("disc {vol} is recorded as {state}; burn a new copy with avlog burn-iso").format(
-                        vol=disc["volume_id"], state=disc["state"]
-                    )
+                    _(
+                        "disc {vol} is recorded as {state}; if it has turned up, read it back with "
+                        "avlog disc verify DEVICE (a disc that reads well is burned again)"
+                    ).format(vol=disc["volume_id"], state=disc["state"])
                 )
             if disc["state"] == "image":
                 changes.update(state="burned", burned_at=ctx.catalog.now(), burned_by=ctx.actor)
@@ -192,7 +198,7 @@ def record_verification(ctx: Context, disc: Row, *, medium: str, source: str, re
         ctx.catalog.audit(
             "disc.verify",
             f"disc:{fresh['volume_id']}",
-            {"medium": medium, "source": source, "result": result, "bad": bad},
+            {"medium": medium, "source": source, "result": result, "bad": bad, "state": changes.get("state")},
             at=at,
         )
     return resolve(ctx, str(disc["id"]))

@@ -165,7 +165,11 @@ def test_a_file_over_4_gib_round_trips_through_every_view(tmp_path: Path) -> Non
     ]
     image_path = tmp_path / "big.iso"
     image = Image(Volume("AVLOG_2026_0099", "AVLOG_TEST", "org", "t", "AVLOG", when), files)
-    image.write(image_path)
+    fd = os.open(image_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
+    try:
+        image.write(fd, image_path)
+    finally:
+        os.close(fd)
     reading = read_medium(image_path)
     assert reading.problems == []
     assert reading.files["data/BC-0001/2026-11-20/big.MP4"] == (size, b3)

@@ -219,12 +219,19 @@ def _hash_pass(
     sizes = {name: sum(length for _s, length in runs) for name, runs in files.items()}
     kept: dict[str, bytearray] = {name: bytearray() for name in small if name in files}
     image_b3 = blake3.blake3()
-    sha_queue: queue.Queue[memoryview | None] = queue.Queue(maxsize=4)
     image_sha = hashlib.sha256()
+    # A few buffers go round: read into one, hash it here (BLAKE3), hand it to the SHA-256 thread, which
+    # gives it back. No fresh 8 MiB allocation per chunk.
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _n in range(4):
+        free.put(bytearray(CHUNK))
+    sha_queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
 
     def sha_worker() -> None:
-        while (block := sha_queue.get()) is not None:
-            image_sha.update(block)
+        while (item := sha_queue.get()) is not None:
+            buffer, length = item
+            image_sha.update(memoryview(buffer)[:length])
+            free.put(buffer)
 
     worker = threading.Thread(target=sha_worker, name="avlog-image-sha256", daemon=True)
     worker.start()
@@ -235,8 +242,8 @@ def _hash_pass(
     try:
         while offset < reading.image_bytes:
             want = min(CHUNK, reading.image_bytes - offset)
-            buffer = bytearray(want)
-            view = memoryview(buffer)
+            buffer = free.get()
+            view = memoryview(buffer)[:want]
             got = 0
             while got < want:
                 try:
@@ -254,7 +261,6 @@ def _hash_pass(
                     _("the medium ends at byte {at}, before the end of its image").format(at=offset + got)
                 )
                 view = view[:got]
-            sha_queue.put(view)
             image_b3.update(view)
             end = offset + len(view)
             # Extents that overlap [offset, end): from the first one not yet finished.
@@ -269,8 +275,10 @@ def _hash_pass(
                     if e.path in kept:
                         kept[e.path] += part
                 i += 1
+            view.release()
+            sha_queue.put((buffer, end - offset))
             if progress is not None:
-                progress(len(view))
+                progress(end - offset)
             offset = end
             if got < want:
                 break

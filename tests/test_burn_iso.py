@@ -77,9 +77,16 @@ def extract(image: Path, dest: Path, *read_fs: str) -> Path:
     return dest
 
 
+def drives_any(store: Path) -> None:
+    """Let avlog take any block device as a drive (a loop device stands for a disc in a drive here)."""
+    settings = store / "avlog.toml"
+    settings.write_text(settings.read_text().replace('read_back_drives = "optical"', 'read_back_drives = "any"'))
+
+
 @pytest.fixture
-def loop_device() -> Iterator[Any]:
-    """Attach images read-only to loop devices (a disc in a drive, for avlog); detached afterwards."""
+def loop_device(store: Path) -> Iterator[Any]:
+    """Attach images read-only to loop devices; the store takes them as drives (see drives_any)."""
+    drives_any(store)
     if os.geteuid() != 0:
         pytest.fail("loop devices need root; .ci/run runs the suite as root")
     losetup = require_tool("losetup")
@@ -424,3 +431,22 @@ def test_show_lists_a_clips_discs(cli: Cli, store: Path, clips: dict[str, dict[s
     assert shown["discs"][0]["counts_as_copy"] is False and shown["discs"][0]["state"] == "image"
     assert disc["volume_id"] in cli("show", str(clips["a"]["id"])).stdout
     assert json.loads(cli("show", str(clips["e"]["id"]), "--json").stdout)["discs"] == []
+
+
+def test_a_block_device_that_is_not_an_optical_drive_does_not_count_by_default(
+    cli: Cli, store: Path, clips: dict[str, dict[str, Any]], loop_device: Any
+) -> None:
+    (disc,) = burn(cli)["discs"]
+    drive = loop_device(Path(disc["path"]))
+    settings = store / "avlog.toml"
+    settings.write_text(settings.read_text().replace('read_back_drives = "any"', 'read_back_drives = "optical"'))
+    result = cli("disc", "verify", drive, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["medium"] == "image" and doc["recorded"] is False and doc["ok"] is True
+    assert "not an optical drive" in cli("disc", "verify", drive).stderr
+    (row,) = rows(store, "SELECT state, disc_verify_result FROM discs")
+    assert row == {"state": "image", "disc_verify_result": None}
+    settings.write_text(settings.read_text().replace('read_back_drives = "optical"', 'read_back_drives = "some"'))
+    refused = cli("disc", "list")
+    assert refused.exit_code == 1 and "read_back_drives" in refused.stderr

@@ -63,6 +63,9 @@ disc_copies = 2
 [discs]
 # Default disc media for burn-iso: cd, dvd, dvd-dl, bd25, bd50 or bd100.
 default_media = "bd25"
+# A disc counts as a copy once read back from a drive without a difference. Only optical drives
+# are taken as drives; "any" takes every block device (a disc duplicator that shows as a disk).
+read_back_drives = "optical"
 """
 
 
@@ -102,6 +105,7 @@ class Settings:
     ingest: IngestSettings = IngestSettings()
     retention: RetentionSettings = RetentionSettings()
     default_media: str = "bd25"
+    read_back_drives: str = "optical"  # optical | any
 
     @property
     def tz(self) -> ZoneInfo:
@@ -214,7 +218,18 @@ def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings
             min_days_by_kind=_kind_overrides(retention.get("min_days_by_kind", {}), min_days, source),
         ),
         default_media=media,
+        read_back_drives=_drives(discs.get("read_back_drives", "optical"), source),
     )
+
+
+def _drives(value: Any, source: str) -> str:
+    if value not in ("optical", "any"):
+        raise SettingsError(
+            _('{source}: discs.read_back_drives must be "optical" or "any", not {value!r}').format(
+                source=source, value=value
+            )
+        )
+    return str(value)
 
 
 def load_settings(path: Path) -> Settings:

@@ -265,7 +265,7 @@ def _burn_one(c: Any, ref: str, device: str, as_json: bool) -> Any:
                 vol=disc["volume_id"], details="; ".join(b["problem_text"] for b in check.bad[:3])
             )
         )
-    on_drive = bool(check.reading and check.reading.is_device)
+    on_drive = check.medium == "disc"
     if not on_drive:
         # Written to a file (stdio:PATH): a copy of the image, not a disc; it proves the write, nothing more.
         registry.mark(c, str(disc["id"]), burned=True, note=_("written to {device}").format(device=device))
@@ -499,8 +499,21 @@ def disc_verify(
             render.error_line(b["problem_text"])
         if check.disc is None:
             render.log(
-                _("{vol} is not in this store's registry; compared with its own catalog.json and manifests").format(
+                _("{vol} is not a disc of this store; compared with its own catalog.json and manifests").format(
                     vol=check.volume_id
+                )
+            )
+        elif check.reading is not None and check.reading.is_device and check.medium != "disc":
+            render.log(
+                _(
+                    "{source} is not an optical drive: read as a copy of the image, which does not count "
+                    '(discs.read_back_drives = "any" takes every block device as a drive)'
+                ).format(source=check.source)
+            )
+        elif not check.recorded:
+            render.log(
+                _("{source} is a copy of {vol}'s image, not the registry's; the registry is unchanged").format(
+                    source=check.source, vol=check.volume_id
                 )
             )
     if not check.ok:

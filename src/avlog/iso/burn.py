@@ -8,14 +8,13 @@ After writing, the caller reads the disc back (:func:`avlog.iso.check.verify_dis
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 
 from avlog.errors import AvlogError, SourceError, UsageError
 from avlog.i18n import _
+from avlog.iso.verify import is_optical
 
 STDIO = "stdio:"
 
@@ -23,21 +22,6 @@ STDIO = "stdio:"
 def read_path(device: str) -> Path:
     """Where the written disc is read back from."""
     return Path(device[len(STDIO) :]) if device.startswith(STDIO) else Path(device)
-
-
-def _is_optical(path: Path) -> bool:
-    """A CD/DVD/BD drive: SCSI peripheral type 5, as the kernel reports it in sysfs."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    if not stat.S_ISBLK(mode):
-        return False
-    name = path.resolve().name
-    try:
-        return (Path("/sys/class/block") / name / "device" / "type").read_text().strip() == "5"
-    except OSError:
-        return name.startswith("sr")
 
 
 def check_device(device: str) -> None:
@@ -53,7 +37,7 @@ def check_device(device: str) -> None:
                 "then check the disc with: avlog disc verify DEVICE"
             ).format(device=device)
         )
-    if not _is_optical(path):
+    if not is_optical(path):
         raise UsageError(
             _("{device} is not an optical drive; to write to another device or a file, say stdio:{device}").format(
                 device=device

@@ -21,7 +21,7 @@ from avlog.errors import IntegrityError, NotFound
 from avlog.i18n import _
 from avlog.iso import bag, registry
 from avlog.iso.archive import Expected, compare
-from avlog.iso.verify import Progress, Reading, read_medium
+from avlog.iso.verify import Progress, Reading, is_optical, read_medium
 
 Row = dict[str, Any]
 
@@ -108,13 +108,15 @@ def verify_disc(ctx: Context, target: str, *, progress: Progress | None = None) 
                 bad=[{"problem": "unreadable", "detail": str(exc)}],
             )
         raise
-    medium = "disc" if reading.is_device else "image"
-    record = disc is not None or reading.is_device
+    # A disc is read from a drive: an optical one, or any block device where the settings say so.
+    from_drive = reading.is_device and (ctx.settings.read_back_drives == "any" or is_optical(path))
+    medium = "disc" if from_drive else "image"
+    record = disc is not None or from_drive
     if disc is None:
         candidate = registry.by_volume_id(ctx, reading.volume_id)
         if candidate is not None and reading.volume_set_id == registry.volume_set_id(ctx):
             disc = candidate  # this store's disc (another store numbers its discs alike)
-            if not reading.is_device and candidate["image_path"]:
+            if not from_drive and candidate["image_path"]:
                 # The registry's own image file is recorded; a copy of it elsewhere is only reported.
                 with contextlib.suppress(OSError):
                     record = os.path.samefile(path, candidate["image_path"])

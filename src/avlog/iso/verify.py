@@ -63,6 +63,20 @@ class _Extent:
     path: str
 
 
+def is_optical(path: Path) -> bool:
+    """A CD/DVD/BD drive: SCSI peripheral type 5, as the kernel reports it in sysfs."""
+    try:
+        if not stat.S_ISBLK(os.stat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    name = path.resolve().name
+    try:
+        return (Path("/sys/class/block") / name / "device" / "type").read_text().strip() == "5"
+    except OSError:
+        return name.startswith("sr")
+
+
 def _open(path: Path) -> tuple[int, bool, int]:
     if path.is_dir():
         raise SourceError(_("{path} is a folder, not an image or a drive").format(path=path))

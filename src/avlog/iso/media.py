@@ -29,12 +29,12 @@ class Medium:
 MEDIA: dict[str, Medium] = {
     m.name: m
     for m in (
-        Medium("cd", 359_849, N_("CD-R, 700 MB")),
-        Medium("dvd", 2_295_104, N_("DVD±R, 4.7 GB (DVD+R 2,295,104 sectors; DVD-R 2,298,496)")),
-        Medium("dvd-dl", 4_171_712, N_("DVD±R DL, 8.5 GB (DVD-R DL 4,171,712 sectors; DVD+R DL 4,173,824)")),
-        Medium("bd25", 12_219_392, N_("BD-R, 25 GB")),
-        Medium("bd50", 24_438_784, N_("BD-R DL, 50 GB")),
-        Medium("bd100", 48_878_592, N_("BDXL, 100 GB")),
+        Medium("cd", 359_849, N_("CD-R 700 MB")),
+        Medium("dvd", 2_295_104, N_("DVD+R or DVD-R 4.7 GB")),
+        Medium("dvd-dl", 4_171_712, N_("DVD+R DL or DVD-R DL 8.5 GB")),
+        Medium("bd25", 12_219_392, N_("BD-R 25 GB")),
+        Medium("bd50", 24_438_784, N_("BD-R DL 50 GB")),
+        Medium("bd100", 48_878_592, N_("BDXL 100 GB")),
     )
 }
 

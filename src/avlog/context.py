@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import platformdirs
 
 from avlog import __version__
-from avlog.errors import StoreError
+from avlog.errors import AvlogError, StoreError
 from avlog.i18n import _
 from avlog.settings import DEFAULT_TOML, Settings, load_settings
 from avlog.store.catalog import Catalog
@@ -58,6 +60,23 @@ class Context:
 
     def close(self) -> None:
         self.catalog.close()
+
+
+@contextmanager
+def store_lock(ctx: Context, name: str, busy: Callable[[Path], AvlogError]) -> Iterator[None]:
+    """Hold ``STORE/tmp/NAME`` exclusively while the block runs; if another process holds it, raise
+    ``busy(path)`` at once instead of waiting. The kernel releases the lock when its holder dies."""
+    path = ctx.root / "tmp" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy(path) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def init_store(root: Path, *, actor: str | None = None, clock: Callable[[], datetime] = system_clock) -> bool:

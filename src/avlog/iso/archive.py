@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -28,7 +28,7 @@ from typing import Any
 import blake3
 
 from avlog import __version__
-from avlog.context import Context
+from avlog.context import Context, store_lock
 from avlog.errors import AvlogError, IntegrityError, NotFound, UsageError
 from avlog.i18n import _
 from avlog.iso import bag, registry
@@ -36,6 +36,7 @@ from avlog.iso.build import DiscFile, Image, Volume, safe_name
 from avlog.iso.media import MEDIA, SECTOR, Medium
 from avlog.iso.plan import Item, Plan, PlannedDisc, plan
 from avlog.iso.verify import Reading, read_medium
+from avlog.store.objects import fsync_dir
 from avlog.timefmt import from_db, show
 
 Row = dict[str, Any]
@@ -267,19 +268,11 @@ def _items(ctx: Context, selected: list[Selected], paths: dict[int, str], eviden
 # -- the run ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def burn_lock(ctx: Context) -> Iterator[None]:
-    path = ctx.root / "tmp" / LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BurnRunning(_("another burn-iso is running (it holds {path})").format(path=path)) from None
-        yield
-    finally:
-        os.close(fd)
+def burn_lock(ctx: Context) -> contextlib.AbstractContextManager[None]:
+    """One burn-iso at a time per store: two would number their discs alike."""
+    return store_lock(
+        ctx, LOCK_NAME, lambda path: BurnRunning(_("another burn-iso is running (it holds {path})").format(path=path))
+    )
 
 
 def medium_named(name: str) -> Medium:
@@ -551,7 +544,7 @@ def _make_disc(
                     )
                 ) from None
             linked = True
-        _fsync_dir(out_dir)
+        fsync_dir(out_dir)
     except BaseException:
         if linked:
             final.unlink(missing_ok=True)  # the commit failed after the link: no final name without a row
@@ -579,14 +572,6 @@ def _case_id(ctx: Context, case_no: str | None) -> int | None:
         return None
     row = ctx.catalog.one("SELECT id FROM cases WHERE case_no = ?", [case_no])
     return int(row["id"]) if row else None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- comparing a reading with what should be there ---------------------------------------------------

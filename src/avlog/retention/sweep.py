@@ -20,16 +20,15 @@ Two sweeps never overlap: a run that changes the store holds ``STORE/tmp/retenti
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from avlog.context import Context
+from avlog.context import Context, store_lock
 from avlog.errors import AvlogError, UsageError
 from avlog.i18n import _
 from avlog.iso.registry import COUNTED_DISC
@@ -324,24 +323,17 @@ def load_facts_marks(ctx: Context, clip_ids: list[int] | None = None) -> _Marks:
 # -- the lock ---------------------------------------------------------------------------------------
 
 
-@contextmanager
-def sweep_lock(ctx: Context) -> Iterator[None]:
+def sweep_lock(ctx: Context) -> AbstractContextManager[None]:
     """Hold ``STORE/tmp/retention.lock`` (non-blocking): a second sweep fails at once, saying why."""
-    path = ctx.root / "tmp" / LOCK_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepRunning(
-                _("a retention sweep is running already (it holds {path}); try again when it has finished").format(
-                    path=path
-                )
-            ) from None
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+    return store_lock(
+        ctx,
+        LOCK_NAME,
+        lambda path: SweepRunning(
+            _("a retention sweep is running already (it holds {path}); try again when it has finished").format(
+                path=path
+            )
+        ),
+    )
 
 
 # -- the sweep --------------------------------------------------------------------------------------

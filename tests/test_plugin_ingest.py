@@ -593,14 +593,6 @@ def data_offset(image: Path, card_path: str) -> tuple[int, int]:
     return data_start + (cluster - 2) * bytes_per_sector * sectors_per_cluster, cluster
 
 
-def _size(path: Path) -> int:
-    """A file's size, 0 once it is gone: a small clip's .part is renamed between the listing and the stat."""
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
 def test_watch_survives_a_card_that_stops_delivering_mid_ingest(
     udev_bed: UdevBed, cli: Cli, store: Path, tmp_path: Path
 ) -> None:
@@ -627,7 +619,7 @@ def test_watch_survives_a_card_that_stops_delivering_mid_ingest(
         watch.wait_for(re.escape(camera.node) + ": recorder BC-0001 .*ingesting")
         # Only once the big clip is being copied (the card is open and read): the small ones are well under 1 MiB.
         deadline = time.monotonic() + 60
-        while not any(_size(p) > 1 << 20 for p in (store / "tmp").glob("*.part")):
+        while not copying_more_than(store, 1 << 20):
             assert time.monotonic() < deadline, watch.log()
             time.sleep(0.005)
         # The card stops delivering data (the bed cannot make an open node fail with EIO once unplugged):

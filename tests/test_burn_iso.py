@@ -450,3 +450,30 @@ def test_a_block_device_that_is_not_an_optical_drive_does_not_count_by_default(
     settings.write_text(settings.read_text().replace('read_back_drives = "optical"', 'read_back_drives = "some"'))
     refused = cli("disc", "list")
     assert refused.exit_code == 1 and "read_back_drives" in refused.stderr
+
+
+def test_names_made_unique_never_meet_another_clips_name(cli: Cli, store: Path, tmp_path: Path) -> None:
+    """A/x.mp4, B/x~3.mp4 and C/x.mp4 of one recorder and day: the third cannot become x~3.mp4."""
+    card = tmp_path / "names"
+    for folder, name in (("A", "x.mp4"), ("B", "x~3.mp4"), ("C", "x.mp4")):
+        write_video(card / folder / name, start=START, seconds=1)
+    register(cli)
+    ingested = json.loads(cli("ingest", "--from", str(card), "--device-serial", "BC-0001", "--json").stdout)
+    ids = {c["original_path"]: c["clip_id"] for c in ingested["clips"]}
+    assert ids["C/x.mp4"] == 3 and ids["B/x~3.mp4"] == 2
+    assert cli("flag", "1", "2", "3", "--reason", "other", "--note", "n").exit_code == 0
+    (disc,) = burn(cli)["discs"]
+    tree = extract(Path(disc["path"]), tmp_path / "x")
+    names = sorted(p.name for p in (tree / "data" / "BC-0001").rglob("*.mp4"))
+    assert len(names) == 3 and len(set(names)) == 3, names
+
+
+def test_a_failed_burn_still_reports_the_images_made(
+    cli: Cli, store: Path, clips: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    result = cli("burn-iso", "--json", "--burn", f"stdio:{tmp_path / 'no-such-folder' / 'disc.img'}")
+    assert result.exit_code == 4, result.stderr
+    (disc,) = json.loads(result.stdout)["discs"]
+    assert disc["verified"] is True and disc["burned"]["error"]
+    assert "images made, but burning stopped" in result.stderr.splitlines()[-1]
+    assert rows(store, "SELECT volume_id, state FROM discs") == [{"volume_id": disc["volume_id"], "state": "image"}]

@@ -268,3 +268,52 @@ def test_leftovers_of_a_run_killed_between_link_and_commit_are_cleared(
     (disc,) = json.loads(result.stdout)["discs"]
     assert disc["volume_id"] == f"AVLOG_{year}_0001" and final.read_bytes() != b"half an image"
     assert not part.exists() and foreign.exists()
+
+
+def test_a_shared_extent_hashes_right_for_every_name(tmp_path: Path) -> None:
+    """Two names for one file (hard links in all trees, as other disc software makes for equal files):
+    the single read pass gives each name every byte of the shared extent."""
+    import io
+
+    import pycdlib
+
+    data = os.urandom(20 << 20)  # three 8 MiB chunks
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", udf="2.60")
+    iso.add_fp(io.BytesIO(data), len(data), "/A.;1", rr_name="a", joliet_path="/a", udf_path="/a")
+    iso.add_hard_link(iso_old_path="/A.;1", iso_new_path="/B.;1", rr_name="b")
+    iso.add_hard_link(iso_old_path="/A.;1", joliet_new_path="/b")
+    iso.add_hard_link(iso_old_path="/A.;1", udf_new_path="/b")
+    iso.write(str(tmp_path / "links.iso"))
+    iso.close()
+    reading = read_medium(tmp_path / "links.iso")
+    want = (len(data), blake3.blake3(data).hexdigest())
+    assert reading.files == {"a": want, "b": want} and reading.problems == []
+
+
+def test_the_leftover_of_a_recorded_disc_keeps_its_image_whatever_the_path_spelling(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its commit, before its .part went: the image is recorded and stays, even when the next
+    run reaches the same folder through a symbolic link."""
+    monkeypatch.setenv("AVLOG_USER", "tester")
+    _flagged_store(store, tmp_path / "card", [100_000])
+    link = tmp_path / "store-link"
+    link.symlink_to(store)
+    made = run_avlog(link, "burn-iso", "--json")
+    assert made.returncode == 0, made.stderr
+    (disc,) = json.loads(made.stdout)["discs"]
+    final = store / "discs" / f"{disc['volume_id']}.iso"
+    from avlog.context import open_context
+    from avlog.iso import registry
+
+    ctx = open_context(store, actor="tester")
+    try:
+        ident = registry.store_id(ctx)[:12]
+    finally:
+        ctx.close()
+    os.link(final, store / "discs" / f".{disc['volume_id']}.{ident}.0badc0de.iso.part")
+    again = run_avlog(store, "burn-iso", "--json")
+    assert again.returncode == 0, again.stderr
+    assert final.exists() and hashlib.sha256(final.read_bytes()).hexdigest() == disc["sha256"]
+    assert not list((store / "discs").glob(".*.part"))

@@ -171,8 +171,9 @@ def burn_iso(
             if progress is not None:
                 progress.end()
         burned: dict[str, Any] = {}
+        burn_error: AvlogError | None = None
         if burn is not None and report.discs:
-            burned = _burn_all(c, report, burn, as_json)
+            burned, burn_error = _burn_all(c, report, burn, as_json)
         tz = c.settings.tz
     if as_json:
         render.emit_json(
@@ -204,14 +205,19 @@ def burn_iso(
         )
     else:
         _print_report(report, burned, tz)
+    if burn_error is not None:
+        # The images stand, recorded and verified; the burn (or its read-back) is what failed.
+        kind = IntegrityError if isinstance(burn_error, IntegrityError) else PartialFailure
+        raise kind(_("images made, but burning stopped: {reason}").format(reason=burn_error))
     if report.failure:
         raise PartialFailure(
             _("stopped after {n} disc(s): {reason}").format(n=len(report.discs), reason=report.failure)
         )
 
 
-def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> dict[str, Any]:
-    """Burn the run's discs one after the other; between two, ask for a blank disc when someone is there."""
+def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> tuple[dict[str, Any], AvlogError | None]:
+    """Burn the run's discs one after the other; between two, ask for a blank disc when someone is there.
+    The first failure stops the burning and is returned, so the report of the images made is still shown."""
     from avlog import render
 
     results: dict[str, Any] = {}
@@ -229,8 +235,12 @@ def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> dict[str, Any]
                 default="",
                 show_default=False,
             )
-        results[disc.volume_id] = _burn_one(c, disc.volume_id, device, as_json)
-    return results
+        try:
+            results[disc.volume_id] = _burn_one(c, disc.volume_id, device, as_json)
+        except AvlogError as exc:
+            results[disc.volume_id] = {"device": device, "verified": False, "error": str(exc)}
+            return results, exc
+    return results, None
 
 
 def _burn_one(c: Any, ref: str, device: str, as_json: bool) -> Any:
@@ -434,7 +444,9 @@ def disc_show(
         value = doc.get(key)
         if isinstance(value, list):
             value = ", ".join(map(str, value))
-        info.add_row(key, "-" if value in (None, "") else str(value))
+        elif isinstance(value, bool):
+            value = _("yes") if value else _("no")
+        info.add_row(_(key), "-" if value in (None, "") else str(value))
     render.out.print(info)
     table = Table(title=_("Clips on {vol}").format(vol=row["volume_id"]))
     for col in (_("clip"), _("path on disc"), _("size"), _("BLAKE3"), _("in store")):

@@ -212,10 +212,13 @@ def _paths(ctx: Context, selected: list[Selected]) -> dict[int, str]:
         name = safe_name(PurePosixPath(clip["original_path"].replace("\\", "/")).name or f"clip-{clip['id']}")
         folder = f"data/{safe_name(clip['device_serial'])}/{_when(clip, ctx):%Y-%m-%d}"
         path = f"{folder}/{name}"
-        if path.casefold() in taken or name in {"README.txt", "catalog.json", "EXPLANATION.txt"}:
-            stem, dot, ext = name.rpartition(".")
-            name = safe_name(f"{stem}~{clip['id']}{dot}{ext}" if dot else f"{name}~{clip['id']}")
-            path = f"{folder}/{name}"
+        stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+        n = 0
+        while path.casefold() in taken or path in bag.BAG_FILES:
+            # The clip id makes the name unique; a name that happens to end so already gets a counter too.
+            suffix = f"~{clip['id']}" + (f"-{n}" if n else "")
+            path = f"{folder}/{safe_name(f'{stem}{suffix}{dot}{ext}')}"
+            n += 1
         taken.add(path.casefold())
         paths[clip["id"]] = path
     return paths
@@ -336,10 +339,11 @@ def burn_iso(
                 made = _make_disc(
                     ctx, medium, disc, chosen, paths, out_dir, evidence_for, group, n, len(the_plan.discs), progress
                 )
-            except AvlogError as exc:
+            except Exception as exc:
                 if not report.discs:
                     raise
-                report.failure = str(exc)  # the discs made so far stand; the rest wait for the next run
+                # The discs made so far stand; the rest wait for the next run.
+                report.failure = str(exc) if isinstance(exc, AvlogError) else f"{type(exc).__name__}: {exc}"
                 break
             report.discs.append(made)
         report.still_needing = _still_needing(ctx, report, evidence_for)
@@ -380,7 +384,7 @@ def _clear_leftover(ctx: Context, part: Path) -> None:
     with contextlib.suppress(OSError):
         if final.exists() and os.path.samefile(final, part):
             recorded = registry.by_volume_id(ctx, final.stem)
-            if recorded is None or Path(recorded["image_path"]) != final:
+            if recorded is None or not _same_file(recorded["image_path"], final):
                 final.unlink()
     part.unlink(missing_ok=True)
 
@@ -391,6 +395,13 @@ def _still_needing(ctx: Context, report: BurnReport, evidence_for: str | None) -
         return []
     need = ctx.settings.retention.disc_copies
     return [s.clip["id"] for s in report.selected if s.copies + 1 < need]
+
+
+def _same_file(a: str | Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _planned(volume_id: str, medium: Medium, disc: PlannedDisc) -> DiscResult:
@@ -482,7 +493,7 @@ def _make_disc(
     final = out_dir / f"{vol}.iso"
     part = out_dir / f".{vol}.{registry.store_id(ctx)[:12]}.{uuid.uuid4().hex[:8]}.iso.part"
     total = sectors * SECTOR
-    linked = False
+    linked = committed = False
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o440)
     except OSError as exc:
@@ -544,13 +555,15 @@ def _make_disc(
                     )
                 ) from None
             linked = True
-        fsync_dir(out_dir)
+            fsync_dir(out_dir)  # the final name is on the disk before the row that names it commits
+        committed = True
     except BaseException:
-        if linked:
+        if linked and not committed:
             final.unlink(missing_ok=True)  # the commit failed after the link: no final name without a row
         raise
     finally:
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
         os.close(fd)
     return DiscResult(
         vol,

@@ -13,7 +13,6 @@ BLAKE3. One sequential pass is as fast as a drive reads, which matters for a 100
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import hashlib
@@ -228,7 +227,6 @@ def _hash_pass(
         (_Extent(start, length, name) for name, runs in files.items() for start, length in _merge(runs)),
         key=lambda e: e.start,
     )
-    starts = [e.start for e in extents]
     hashers = {name: blake3.blake3() for name in files}
     sizes = {name: sum(length for _s, length in runs) for name, runs in files.items()}
     kept: dict[str, bytearray] = {name: bytearray() for name in small if name in files}
@@ -277,8 +275,10 @@ def _hash_pass(
                 view = view[:got]
             image_b3.update(view)
             end = offset + len(view)
-            # Extents that overlap [offset, end): from the first one not yet finished.
-            first = max(first, bisect.bisect_right(starts, offset) - 1, 0)
+            # Extents that overlap [offset, end): from the first one not yet finished (extents sorted by start;
+            # two names may share one extent on a disc made elsewhere, so never skip by start alone).
+            while first < len(extents) and extents[first].start + extents[first].length <= offset:
+                first += 1
             i = first
             while i < len(extents) and extents[i].start < end:
                 e = extents[i]

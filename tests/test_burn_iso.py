@@ -474,6 +474,28 @@ def test_a_failed_burn_still_reports_the_images_made(
     result = cli("burn-iso", "--json", "--burn", f"stdio:{tmp_path / 'no-such-folder' / 'disc.img'}")
     assert result.exit_code == 4, result.stderr
     (disc,) = json.loads(result.stdout)["discs"]
-    assert disc["verified"] is True and disc["burned"]["error"]
+    assert disc["verified"] is True and "-abort_on" not in disc["burned"]["error"]  # xorriso's reason, not its exit
+    assert "SORRY" in disc["burned"]["error"] or "FAILURE" in disc["burned"]["error"]
     assert "images made, but burning stopped" in result.stderr.splitlines()[-1]
     assert rows(store, "SELECT volume_id, state FROM discs") == [{"volume_id": disc["volume_id"], "state": "image"}]
+
+
+def test_json_is_one_document_also_when_a_command_fails(
+    cli: Cli, store: Path, clips: dict[str, dict[str, Any]]
+) -> None:
+    for args, code in (
+        (["burn-iso", "--case", "NO-SUCH"], 1),
+        (["burn-iso", "--clip", str(clips["e"]["id"])], 2),
+        (["disc", "show", "AVLOG_2026_0999"], 1),
+        (["disc", "locate", "999"], 1),
+    ):
+        result = cli(*args, "--json")
+        assert result.exit_code == code, (args, result.stderr)
+        doc = json.loads(result.stdout)
+        assert doc["ok"] is False and doc["exit_code"] == code and doc["error"] in result.stderr
+
+
+def test_an_evidence_disc_of_a_case_without_stored_clips_is_refused(cli: Cli, store: Path) -> None:
+    assert cli("case", "add", "C-EMPTY", "--retain-years", "1").exit_code == 0
+    result = cli("burn-iso", "--evidence-for", "C-EMPTY")
+    assert result.exit_code == 1 and "has no clips in the store" in result.stderr

@@ -233,10 +233,13 @@ def test_a_run_that_fails_at_its_second_disc_keeps_the_first_and_exits_4(
     with open(damaged, "r+b") as f:
         f.seek(300_000_000)
         f.write(b"\xff")
+    settings = store / "avlog.toml"
+    settings.write_text(settings.read_text().replace("disc_copies = 2", "disc_copies = 1"))
     result = run_avlog(store, "burn-iso", "--media", "cd", "--json")
     assert result.returncode == 4, result.stderr
     doc = json.loads(result.stdout)
     assert len(doc["discs"]) == 1 and doc["discs"][0]["clips"] == [1] and "failed its read-back" in doc["failure"]
+    assert doc["still_needing_copies"] == [2]  # clip 1 has its one copy; clip 2's disc was not made
     assert result.stderr.strip().splitlines()[-1].startswith("avlog: stopped after 1 disc(s)")
     assert [v for v, _s in _discs(store)] == [doc["discs"][0]["volume_id"]]
 

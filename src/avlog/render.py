@@ -47,10 +47,16 @@ def error_line(message: str) -> None:
         sys.stderr.flush()
 
 
+#: Whether this command has printed its JSON document (the CLI prints an error document otherwise).
+json_emitted = False
+
+
 def emit_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
+    global json_emitted
     sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
     sys.stdout.flush()
+    json_emitted = True
 
 
 def human_size(n: int | None) -> str:

@@ -51,22 +51,28 @@ class AvlogGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         from avlog import render
 
+        wants_json = "--json" in [*getattr(ctx, "protected_args", []), *ctx.args]
+        render.json_emitted = False
+
+        def fail(message: str, code: int) -> SystemExit:
+            if wants_json and not render.json_emitted:
+                # A script asked for one document: it gets one, saying what went wrong, even on failure.
+                render.emit_json({"ok": False, "error": message, "exit_code": code})
+            render.error_line(message)
+            return SystemExit(code)
+
         try:
             return super().invoke(ctx)
         except AvlogError as exc:
-            render.error_line(str(exc))
-            raise SystemExit(exc.exit_code) from None
+            raise fail(str(exc), exc.exit_code) from None
         except sqlite3.DatabaseError as exc:
-            render.error_line(_("the catalog cannot be used: {reason}").format(reason=exc))
-            raise SystemExit(1) from None
+            raise fail(_("the catalog cannot be used: {reason}").format(reason=exc), 1) from None
         except KeyboardInterrupt:
-            render.error_line(_("interrupted"))
-            raise SystemExit(130) from None
+            raise fail(_("interrupted"), 130) from None
         except OSError as exc:
-            render.error_line(
-                _("{reason}: {path}").format(reason=exc.strerror or type(exc).__name__, path=exc.filename or "")
-            )
-            raise SystemExit(1) from None
+            raise fail(
+                _("{reason}: {path}").format(reason=exc.strerror or type(exc).__name__, path=exc.filename or ""), 1
+            ) from None
         except Exception as exc:
             # Typer's own usage errors and exits (click's, vendored or not) keep their meaning.
             if os.environ.get("AVLOG_DEBUG") or type(exc).__module__.startswith(("typer", "click")):

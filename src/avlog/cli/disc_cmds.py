@@ -150,9 +150,9 @@ def burn_iso(
     if burn is not None:
         if dry_run:
             raise UsageError(_("--burn cannot go with --dry-run"))
-        from avlog.iso.burn import check_device
+        from avlog.iso.burn import check_burner
 
-        check_device(burn)
+        check_burner(burn)
     progress = None if as_json else render.RichPhaseProgress()
     with _closing(_open(ctx)) as c:
         try:
@@ -201,10 +201,13 @@ def burn_iso(
                 ],
                 "still_needing_copies": report.still_needing,
                 "failure": report.failure,
+                "interrupted": report.interrupted,
             }
         )
     else:
         _print_report(report, burned, tz)
+    if report.interrupted:
+        raise KeyboardInterrupt  # after the report of the discs made: exit 130, "interrupted"
     if burn_error is not None:
         # The images stand, recorded and verified; the burn (or its read-back) is what failed.
         kind = IntegrityError if isinstance(burn_error, IntegrityError) else PartialFailure
@@ -224,8 +227,8 @@ def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> tuple[dict[str
     for n, disc in enumerate(report.discs):
         if n and not (sys.stdin.isatty() and not as_json):
             render.log(
-                _("{n} more disc(s) to burn; burn each with: avlog disc burn VOLUME_ID {device}").format(
-                    n=len(report.discs) - n, device=device
+                _("{n} more disc(s) to burn ({vols}); burn each with: avlog disc burn VOLUME_ID DEVICE").format(
+                    n=len(report.discs) - n, vols=", ".join(d.volume_id for d in report.discs[n:])
                 )
             )
             break
@@ -303,7 +306,7 @@ def _print_report(report: Any, burned: dict[str, Any], tz: Any) -> None:
     table.add_column(_("payload"), justify="right")
     table.add_column(_("image"), justify="right")
     table.add_column(_("free"), justify="right")
-    table.add_column(_("path") if not report.dry_run else _("clip ids"))
+    table.add_column(_("path") if not report.dry_run else _("clip ids"), overflow="fold")  # whole, to burn
     for d in report.discs:
         table.add_row(
             d.volume_id,
@@ -321,9 +324,14 @@ def _print_report(report: Any, burned: dict[str, Any], tz: Any) -> None:
             )
         )
         return
-    render.log(
-        _("{d} image(s) written and verified; burn each, then: avlog disc verify DEVICE").format(d=len(report.discs))
-    )
+    if len(burned) == len(report.discs) and all(b.get("verified") for b in burned.values()):
+        render.log(_("{d} image(s) written, verified, burned and read back").format(d=len(report.discs)))
+    else:
+        render.log(
+            _("{d} image(s) written and verified; burn each, then: avlog disc verify DEVICE").format(
+                d=len(report.discs)
+            )
+        )
     if report.still_needing:
         render.log(
             _(
@@ -360,8 +368,10 @@ def disc_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     table = Table(title=_("Discs"))
     table.add_column(_("volume"), no_wrap=True)
-    for col in (_("media"), _("clips"), _("state"), _("counts"), _("location"), _("last read-back")):
-        table.add_column(col)
+    for col in (_("media"), _("clips"), _("state"), _("counts")):
+        table.add_column(col, no_wrap=True)
+    table.add_column(_("location"), overflow="fold")
+    table.add_column(_("last read-back"))
     for r in rows:
         counts = registry.counts(r)
         checked = r["disc_verified_at"] or r["image_verified_at"]
@@ -419,8 +429,8 @@ def disc_show(
         render.emit_json(doc)
         return
     info = Table(show_header=False, title=row["volume_id"])
-    info.add_column(style="bold")
-    info.add_column()
+    info.add_column(style="bold", no_wrap=True)
+    info.add_column(overflow="fold")  # hashes and paths whole: they are compared and copied
     for key in (
         "media",
         "purpose",
@@ -449,8 +459,10 @@ def disc_show(
         info.add_row(_(key), "-" if value in (None, "") else str(value))
     render.out.print(info)
     table = Table(title=_("Clips on {vol}").format(vol=row["volume_id"]))
-    for col in (_("clip"), _("path on disc"), _("size"), _("BLAKE3"), _("in store")):
-        table.add_column(col)
+    table.add_column(_("clip"), no_wrap=True)
+    table.add_column(_("path on disc"), overflow="fold")
+    for col in (_("size"), _("BLAKE3"), _("in store")):
+        table.add_column(col, no_wrap=True)
     for r in clips:
         table.add_row(str(r["clip_id"]), r["path"], render.human_size(r["size"]), r["blake3"][:16], r["clip_state"])
     render.out.print(table)
@@ -482,10 +494,6 @@ def disc_verify(
     with _closing(_open(ctx)) as c:
         try:
             check = verify_disc(c, target, progress=progress)
-        except AvlogError as exc:
-            if as_json:  # a script gets its document even when nothing could be read
-                render.emit_json({"source": target, "ok": False, "error": str(exc), "bad": []})
-            raise
         finally:
             if progress is not None:
                 progress.end()
@@ -581,8 +589,10 @@ def disc_locate(
         return
     table = Table(title=_("Discs holding clip {id}").format(id=row["id"]))
     table.add_column(_("volume"), no_wrap=True)
-    for col in (_("state"), _("counts"), _("location"), _("path on disc")):
-        table.add_column(col)
+    for col in (_("state"), _("counts")):
+        table.add_column(col, no_wrap=True)
+    for col in (_("location"), _("path on disc")):
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["volume_id"], r["state"], _("yes") if r["counts"] else _("no"), r["location"] or "-", r["path"])
     render.out.print(table)

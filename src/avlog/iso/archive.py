@@ -87,6 +87,7 @@ class BurnReport:
     evidence_case: str | None = None
     still_needing: list[int] = field(default_factory=list)  # clips that need another run for their copies
     failure: str | None = None  # why the run stopped after making some of its discs
+    interrupted: bool = False  # Ctrl-C after making some of its discs
 
 
 # -- selection --------------------------------------------------------------------------------------
@@ -129,6 +130,14 @@ def select(
             "EXISTS (SELECT 1 FROM case_clips l WHERE l.clip_id = c.id AND l.unlinked_at IS NULL AND l.case_id = ?)"
         )
         params.append(case_row["id"])
+        if not ctx.catalog.one(
+            "SELECT 1 FROM case_clips l JOIN clips c ON c.id = l.clip_id "
+            "WHERE l.case_id = ? AND l.unlinked_at IS NULL AND c.state = 'stored'",
+            [case_row["id"]],
+        ):
+            raise AvlogError(
+                _("case {case} has no clips in the store to put on an evidence disc").format(case=evidence_for)
+            )
     else:
         where.append(
             "(EXISTS (SELECT 1 FROM flags f WHERE f.clip_id = c.id AND f.unflagged_at IS NULL) OR "
@@ -339,6 +348,11 @@ def burn_iso(
                 made = _make_disc(
                     ctx, medium, disc, chosen, paths, out_dir, evidence_for, group, n, len(the_plan.discs), progress
                 )
+            except KeyboardInterrupt:
+                if not report.discs:
+                    raise
+                report.interrupted = True  # the discs made so far stand; the CLI shows them, then exits 130
+                break
             except Exception as exc:
                 if not report.discs:
                     raise
@@ -390,11 +404,13 @@ def _clear_leftover(ctx: Context, part: Path) -> None:
 
 
 def _still_needing(ctx: Context, report: BurnReport, evidence_for: str | None) -> list[int]:
-    """Clips that will still lack copies after this run (one copy per run)."""
+    """Clips that still lack copies after this run: one more copy for those on its discs (planned ones in a
+    dry run), none for those the run did not reach."""
     if evidence_for is not None:
         return []
     need = ctx.settings.retention.disc_copies
-    return [s.clip["id"] for s in report.selected if s.copies + 1 < need]
+    placed = {i for d in report.discs for i in d.clip_ids}
+    return [s.clip["id"] for s in report.selected if s.copies + (s.clip["id"] in placed) < need]
 
 
 def _same_file(a: str | Path, b: Path) -> bool:

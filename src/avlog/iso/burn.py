@@ -45,17 +45,28 @@ def check_device(device: str) -> None:
         )
 
 
-def burn(image: Path, device: str) -> None:
-    """Write ``image`` to ``device`` with xorriso; raise with xorriso's last words when it fails."""
-    check_device(device)
+def _xorriso() -> str:
     xorriso = shutil.which("xorriso")
     if xorriso is None:
         raise AvlogError(
             _(
-                "xorriso is not installed (apt-get install xorriso); or burn {image} with any burning software, "
+                "xorriso is not installed (apt-get install xorriso); or burn the image with any burning software, "
                 "then check the disc with: avlog disc verify DEVICE"
-            ).format(image=image)
+            )
         )
+    return xorriso
+
+
+def check_burner(device: str) -> None:
+    """Everything a burn needs that can be checked before any image is written: the drive and xorriso."""
+    check_device(device)
+    _xorriso()
+
+
+def burn(image: Path, device: str) -> None:
+    """Write ``image`` to ``device`` with xorriso; raise with the reason xorriso gave when it fails."""
+    check_device(device)
+    xorriso = _xorriso()
     result = subprocess.run(
         [xorriso, "-as", "cdrecord", "-v", f"dev={device}", str(image)],
         capture_output=True,
@@ -63,8 +74,10 @@ def burn(image: Path, device: str) -> None:
         check=False,
     )
     if result.returncode != 0:
-        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        detail = lines[-1] if lines else _("exit status {n}").format(n=result.returncode)
+        lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        # xorriso ends with "aborting : -abort_on 'FAILURE' encountered"; the reason is the first complaint.
+        reasons = [line for line in lines if (" SORRY " in line or " FAILURE " in line) and "-abort_on" not in line]
+        detail = (reasons or lines or [_("exit status {n}").format(n=result.returncode)])[0]
         raise AvlogError(
             _("burning {image} to {device} failed: {detail}").format(image=image, device=device, detail=detail)
         )

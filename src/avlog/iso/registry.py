@@ -145,7 +145,7 @@ def mark(
     """Record what happened to a disc: burned (and where it is kept), moved, lost or unreadable."""
     if sum((burned, lost, unreadable)) > 1:
         raise UsageError(_("give one of --burned, --lost and --unreadable"))
-    if not (burned or lost or unreadable or location):
+    if not (burned or lost or unreadable or location is not None):
         raise UsageError(_("say what happened: --burned, --location, --lost or --unreadable"))
     if (lost or unreadable) and not note:
         raise UsageError(_("--note is required for --lost and --unreadable: say what happened"))

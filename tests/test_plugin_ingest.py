@@ -344,7 +344,8 @@ def test_ingest_takes_registered_cameras_and_leaves_unknown_alone(
     udev_bed.remove("cam1")
     alone = avlog(store, udev_bed, "ingest", "--json")
     assert alone.returncode == 1, alone.stderr
-    assert alone.stdout == ""
+    failed = json.loads(alone.stdout)  # --json: one document, also for a failure
+    assert failed["ok"] is False and failed["exit_code"] == 1 and "no registered recorder" in failed["error"]
     lines = lines_of(alone.stderr)
     assert lines[-1].startswith("avlog: ") and "no registered recorder is attached" in lines[-1], alone.stderr
     # the camera left alone is named before the error (rich may wrap the notice)

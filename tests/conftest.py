@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import blake3
 import pytest
 from typer.testing import CliRunner
 
@@ -47,6 +49,36 @@ class Cli:
         runner = CliRunner()
         result = runner.invoke(app, ["--store", str(self.store), *args], env=env, catch_exceptions=False)
         return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """BLAKE3 and SHA-256 of a file, computed here and not by avlog."""
+    b3, sha = blake3.blake3(), hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            b3.update(chunk)
+            sha.update(chunk)
+    return b3.hexdigest(), sha.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return file_digests(path)[1]
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """The non-blank lines of a run's stderr, which never holds a traceback."""
+    assert "Traceback" not in stderr, stderr
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def error_line(stderr: str, report_lines: int = 0) -> str:
+    """The one ``avlog:`` line closing a failing run's stderr; at most ``report_lines`` report lines precede it."""
+    lines = stderr_lines(stderr)
+    assert lines, "nothing on stderr"
+    assert lines[-1].startswith("avlog: ") and "internal error" not in lines[-1], stderr
+    assert not any(line.startswith("avlog:") for line in lines[:-1]), stderr
+    assert len(lines) <= report_lines + 1, f"expected at most {report_lines + 1} line(s) on stderr, got:\n{stderr}"
+    return lines[-1]
 
 
 def run_avlog(store: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,6 @@ exactly once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import signal
 import sqlite3
 import subprocess
@@ -23,24 +22,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import blake3
 import pytest
 
 from avlog.samples import write_video
-from conftest import run_avlog
+from conftest import file_digests, run_avlog
 
 SERIAL = "BC-CRASH-1"
 CLIP_COUNT = 6
 MIN_CLIP_BYTES = 40_000_000
-
-
-def _digests(path: Path) -> tuple[str, str]:
-    b3, sha = blake3.blake3(), hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            b3.update(chunk)
-            sha.update(chunk)
-    return b3.hexdigest(), sha.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +43,7 @@ def big_card(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
         rel = f"DCIM/100MEDIA/{moment.strftime('%Y%m%d_%H%M%S')}_{n + 1:04d}.MP4"
         path = write_video(root / rel, start=moment, seconds=8, width=640, height=480, noise=True)
         assert path.stat().st_size > MIN_CLIP_BYTES, f"{rel} is only {path.stat().st_size} bytes"
-        hashes[rel] = _digests(path)
+        hashes[rel] = file_digests(path)
     assert len({b for b, _s in hashes.values()}) == CLIP_COUNT, "the clips must all differ"
     return root, hashes
 
@@ -89,7 +78,7 @@ def _assert_store_consistent(store: Path, source_blake3: set[str]) -> None:
     for obj in _object_files(store):
         assert obj.parent.parent == store / "objects", f"unexpected file {obj}"
         assert obj.parent.name == obj.name[:2], f"{obj} is in the wrong folder"
-        actual, _sha = _digests(obj)
+        actual, _sha = file_digests(obj)
         assert actual == obj.name, f"partial or damaged object {obj}"
         assert actual in source_blake3, f"object {obj.name} is not the content of any source file"
         assert obj.stat().st_mode & 0o222 == 0, f"object {obj} is writable"

@@ -15,34 +15,17 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import blake3
 import pytest
 
 from avlog.context import init_store
 from avlog.samples import write_video
-from conftest import run_avlog
+from conftest import error_line, file_digests, run_avlog
 
 SERIAL = "BC-FULL-1"
 
 
-def _error_line(stderr: str, report_lines: int = 0) -> str:
-    """The one ``avlog:`` line closing stderr; at most ``report_lines`` report lines may precede it."""
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines, "nothing on stderr"
-    assert lines[-1].startswith("avlog: "), stderr
-    assert not any(line.startswith("avlog:") for line in lines[:-1]), stderr
-    assert len(lines) <= report_lines + 1, stderr
-    assert "internal error" not in lines[-1], stderr
-    return lines[-1]
-
-
-def _blake3(path: Path) -> str:
-    h = blake3.blake3()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def file_blake3(path: Path) -> str:
+    return file_digests(path)[0]
 
 
 @pytest.mark.root
@@ -59,7 +42,7 @@ def test_disk_full_mid_ingest_fails_cleanly_and_keeps_store_consistent(small_fs:
         moment = start + timedelta(seconds=2 * n)
         rel = f"DCIM/100MEDIA/{moment.strftime('%Y%m%d_%H%M%S')}_{n + 1:04d}.MP4"
         path = write_video(card / rel, start=moment, seconds=1.5, width=640, height=480, noise=True)
-        source[rel] = _blake3(path)
+        source[rel] = file_blake3(path)
     total = sum((card / rel).stat().st_size for rel in source)
     free = shutil.disk_usage(store).free
     assert total > free + 8_000_000, f"the card ({total} B) must not fit in the store's {free} free bytes"
@@ -67,7 +50,7 @@ def test_disk_full_mid_ingest_fails_cleanly_and_keeps_store_consistent(small_fs:
 
     result = run_avlog(store, "ingest", "--from", str(card), "--device-serial", SERIAL, "--json")
     assert result.returncode in (1, 4), result.stderr
-    line = _error_line(result.stderr, report_lines=1)
+    line = error_line(result.stderr, report_lines=1)
     assert "disk is full" in line or "disk full" in line, line
     other = [x for x in result.stderr.splitlines() if x.strip()][:-1]
     assert all("disk" in x for x in other), result.stderr
@@ -87,7 +70,7 @@ def test_disk_full_mid_ingest_fails_cleanly_and_keeps_store_consistent(small_fs:
     assert list((store / "tmp").glob("*.part")) == [], "partial copies were left in tmp/"
     objects = sorted(p for p in (store / "objects").rglob("*") if p.is_file())
     for obj in objects:
-        assert _blake3(obj) == obj.name, f"incomplete object {obj}"
+        assert file_blake3(obj) == obj.name, f"incomplete object {obj}"
         assert obj.name in source.values()
     conn = sqlite3.connect(store / "catalog.sqlite")
     try:
@@ -141,13 +124,13 @@ def test_ingest_into_a_store_whose_disk_is_already_full_says_so(small_fs: Path, 
     for n in range(2):
         moment = start + timedelta(seconds=3 * n)
         rel = f"DCIM/100MEDIA/{moment.strftime('%Y%m%d_%H%M%S')}_{n + 1:04d}.MP4"
-        source[rel] = _blake3(write_video(card / rel, start=moment, seconds=2))
+        source[rel] = file_blake3(write_video(card / rel, start=moment, seconds=2))
     filler = _fill(small_fs)
     assert shutil.disk_usage(store).free < 4096
 
     full = run_avlog(store, "ingest", "--from", str(card), "--device-serial", SERIAL)
     assert full.returncode == 1, full.stderr
-    line = _error_line(full.stderr, report_lines=1)
+    line = error_line(full.stderr, report_lines=1)
     assert _mentions_full_disk(line), f"the line does not say the disk is full: {line}"
     assert not any(p.is_file() for p in (store / "objects").rglob("*")), "an object entered a full store"
     assert list((store / "tmp").glob("*.part")) == []

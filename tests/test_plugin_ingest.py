@@ -24,13 +24,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 from dissect.fat import FATFS
 
 from avlog.ingest.sources import CardImageSource
 from avlog.samples import SampleCard, write_video
-from conftest import TZ, Cli, make_exfat_image, make_fat32_image, require_tool
+from conftest import (
+    TZ,
+    Cli,
+    error_line,
+    file_digests,
+    file_sha256,
+    make_exfat_image,
+    make_fat32_image,
+    require_tool,
+    stderr_lines,
+)
 from conftest import register as register_device
 from udevbed import Camera, UdevBed, read_line, udev_bed  # noqa: F401 - udev_bed is a fixture
 
@@ -58,32 +67,6 @@ def register(cli: Cli, serial: str) -> None:
     register_device(cli, serial)  # custodian 张三, unit 一中队
 
 
-def lines_of(stderr: str) -> list[str]:
-    assert "Traceback" not in stderr, stderr
-    return [line for line in stderr.splitlines() if line.strip()]
-
-
-def error_line(stderr: str) -> str:
-    """The one ``avlog:`` line that is all a failing run prints on stderr."""
-    lines = lines_of(stderr)
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert lines[0].startswith("avlog: ") and "internal error" not in lines[0], stderr
-    return lines[0]
-
-
-def digests(path: Path) -> tuple[str, str]:
-    b3, sha = blake3.blake3(), hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            b3.update(chunk)
-            sha.update(chunk)
-    return b3.hexdigest(), sha.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return digests(path)[1]
-
-
 def clip_name(moment: datetime, n: int) -> str:
     return f"DCIM/100MEDIA/{moment.astimezone(TZ).strftime('%Y%m%d_%H%M%S')}_{n:04d}.MP4"
 
@@ -99,7 +82,7 @@ def clips_card(
     for n, start in enumerate(starts, 1):
         rel = clip_name(start, n)
         write_video(root / rel, start=start, seconds=seconds, noise=True)
-        out[rel] = digests(root / rel)
+        out[rel] = file_digests(root / rel)
     (root / "DEVICE.INI").write_text(f"[device]\nmodel=DSJ-V8\n{serial_line or 'serial=UNSET'}\n", encoding="ascii")
     (root / "System Volume Information").mkdir()
     (root / "System Volume Information" / "IndexerVolumeGuid").write_bytes(b"{1234}")
@@ -108,7 +91,7 @@ def clips_card(
 
 
 def demo_digests(card: SampleCard) -> dict[str, tuple[str, str]]:
-    return {rel: digests(card.root / rel) for rel in card.recordings}
+    return {rel: file_digests(card.root / rel) for rel in card.recordings}
 
 
 def volume_serial(image: Path) -> str:
@@ -161,7 +144,7 @@ def assert_store_sound(store: Path, bed: UdevBed) -> None:
     assert chain.returncode == 0, chain.stderr
     for p in (store / "objects").rglob("*"):
         if p.is_file():
-            assert digests(p)[0] == p.name, f"object {p} is not what its name says"
+            assert file_digests(p)[0] == p.name, f"object {p} is not what its name says"
     assert list((store / "tmp").glob("*.part")) == [], "partial copies left in tmp/"
 
 
@@ -313,7 +296,7 @@ def test_ingest_takes_registered_cameras_and_leaves_unknown_alone(
     expected = demo_digests(demo_card)
     stranger_clips = clips_card(tmp_path / "other", [datetime.now(UTC) - timedelta(minutes=40)])
     known_image = make_fat32_image(demo_card.root, tmp_path / "known.img")
-    known_sha = sha256_file(known_image)
+    known_sha = file_sha256(known_image)
     known = plug(udev_bed, "cam1", "BC-0001", known_image)
     other = plug(udev_bed, "cam2", "ZX-9999", make_fat32_image(tmp_path / "other", tmp_path / "other.img"),
                  OTHER_VENDOR)  # fmt: skip
@@ -330,7 +313,7 @@ def test_ingest_takes_registered_cameras_and_leaves_unknown_alone(
     assert statuses == {rel: "duplicate" if rel in demo_card.duplicate_of else "stored" for rel in expected}
     (unknown,) = doc["unknown"]
     assert (unknown["node"], unknown["serial"], unknown["registered"]) == (other.node, "ZX-9999", False)
-    notice = " ".join(line.strip() for line in lines_of(done.stderr))
+    notice = " ".join(line.strip() for line in stderr_lines(done.stderr))
     assert other.node in notice and "ZX-9999" in notice and "Left alone" in notice, done.stderr
     # nothing of the unknown camera entered the store
     assert stored_clips(store) == expected
@@ -338,7 +321,7 @@ def test_ingest_takes_registered_cameras_and_leaves_unknown_alone(
     assert not object_names(store) & {b for b, _s in stranger_clips.values()}
     assert ingests(store, "ZX-9999") == []
     assert [r["status"] for r in ingests(store, "BC-0001")] == ["done"]
-    assert sha256_file(known_image) == known_sha  # read raw, read-only: the card is not written
+    assert file_sha256(known_image) == known_sha  # read raw, read-only: the card is not written
 
     # only the unknown camera attached: nothing to do, exit 1
     udev_bed.remove("cam1")
@@ -346,7 +329,7 @@ def test_ingest_takes_registered_cameras_and_leaves_unknown_alone(
     assert alone.returncode == 1, alone.stderr
     failed = json.loads(alone.stdout)  # --json: one document, also for a failure
     assert failed["ok"] is False and failed["exit_code"] == 1 and "no registered recorder" in failed["error"]
-    lines = lines_of(alone.stderr)
+    lines = stderr_lines(alone.stderr)
     assert lines[-1].startswith("avlog: ") and "no registered recorder is attached" in lines[-1], alone.stderr
     # the camera left alone is named before the error (rich may wrap the notice)
     notice = " ".join(line.strip() for line in lines[:-1])
@@ -414,7 +397,7 @@ def test_a_card_that_cannot_be_read_does_not_stop_the_others(
     done = avlog(store, udev_bed, "ingest", "--json")
 
     assert done.returncode == 4, done.stderr  # partly done: one recorder in, one device named as a failure
-    lines = lines_of(done.stderr)
+    lines = stderr_lines(done.stderr)
     assert lines[-1].startswith("avlog: ") and broken.node in lines[-1], done.stderr
     (one,) = json.loads(done.stdout)["ingests"]
     assert (one["device_serial"], one["device_node"], one["status"]) == ("BC-0001", camera.node, "done")
@@ -496,7 +479,7 @@ def test_ingest_wait_takes_the_registered_camera_plugged_in(
     (one,) = doc["ingests"]
     assert (one["device_serial"], one["device_node"], one["status"]) == ("BC-0001", camera.node, "done")
     assert by_path(one) == card
-    notice = " ".join(line.strip() for line in lines_of(stderr))  # rich may wrap the notice
+    notice = " ".join(line.strip() for line in stderr_lines(stderr))  # rich may wrap the notice
     assert f"Ignoring {other.node}" in notice and "not a registered recorder" in notice, stderr
     assert stored_clips(store) == card
     assert not object_names(store) & {b for b, _s in stranger.values()}
@@ -606,7 +589,7 @@ def test_watch_survives_a_card_that_stops_delivering_mid_ingest(
     write_video(root / big, start=big_start, seconds=9, width=1280, height=720, noise=True)
     big_size = (root / big).stat().st_size
     assert big_size > 140 << 20
-    card = {**small, big: digests(root / big)}
+    card = {**small, big: file_digests(root / big)}
     image = fat32_in_order([(root / rel, rel) for rel in sorted(card)], tmp_path / "card.img", 256)
     fresh = shutil.copyfile(image, tmp_path / "fresh.img")  # the same card, whole, for the next plug-in
     cut_at, big_cluster = data_offset(image, big)
@@ -698,7 +681,7 @@ def test_watch_stops_on_sigint_after_the_clip_in_progress(
     (run,) = ingests(store, "BC-0001")
     assert (run["status"], run["stored"], run["failed"]) == ("stopped", 2, 0)
     # the clip in progress was finished and proven; the one after it waits for the next run
-    assert stored_clips(store) == {**before, big: digests(root / big)}
+    assert stored_clips(store) == {**before, big: file_digests(root / big)}
     assert_store_sound(store, udev_bed)
 
 
@@ -709,7 +692,7 @@ def test_watch_clears_a_card_attached_at_start_after_its_ingest(
     now = datetime.now(UTC)
     card = clips_card(tmp_path / "card", [now - timedelta(minutes=m) for m in (30, 29)])
     image = make_fat32_image(tmp_path / "card", tmp_path / "card.img")
-    kept = {rel: sha256_file(tmp_path / "card" / rel) for rel in ("DEVICE.INI", SYSTEM_FILE)}
+    kept = {rel: file_sha256(tmp_path / "card" / rel) for rel in ("DEVICE.INI", SYSTEM_FILE)}
 
     camera = plug(udev_bed, "cam1", "BC-0001", image)  # attached before the docking station starts
     watch = Running(store, udev_bed, "watch", "--clear-device", "--yes")
@@ -738,10 +721,10 @@ def test_clear_device_on_a_mounted_card_deletes_only_the_recordings(
     register(cli, "BC-0001")
     expected = demo_digests(demo_card)
     image = make_fat32_image(demo_card.root, tmp_path / "card.img")
-    image_sha = sha256_file(image)
+    image_sha = file_sha256(image)
     mounted = tmp_path / "mnt"
     shutil.copytree(demo_card.root, mounted)  # what the card shows through its mount point
-    kept = {rel: sha256_file(mounted / rel) for rel in demo_card.other_files + demo_card.system_files}
+    kept = {rel: file_sha256(mounted / rel) for rel in demo_card.other_files + demo_card.system_files}
     camera = plug(udev_bed, "cam1", "BC-0001", image)
     udev_bed.mount("cam1", mounted, "rw")
     scan = avlog(store, udev_bed, "device", "scan", "--json")
@@ -756,9 +739,9 @@ def test_clear_device_on_a_mounted_card_deletes_only_the_recordings(
     assert (one["device_node"], one["source"], one["source_kind"]) == (camera.node, str(mounted.resolve()), "folder")
     assert by_path(one) == expected
     assert sorted(one["cleared"]) == sorted(expected)
-    left = {p.relative_to(mounted).as_posix(): sha256_file(p) for p in mounted.rglob("*") if p.is_file()}
+    left = {p.relative_to(mounted).as_posix(): file_sha256(p) for p in mounted.rglob("*") if p.is_file()}
     assert left == kept  # DEVICE.INI and the system file stay, unchanged; every recording is gone
-    assert sha256_file(image) == image_sha  # read and cleared through the mount point, never raw
+    assert file_sha256(image) == image_sha  # read and cleared through the mount point, never raw
     assert stored_clips(store) == expected
     (entry,) = audit_entries(store, udev_bed, "device.clear")
     assert entry["subject"] == "device:BC-0001"
@@ -775,9 +758,9 @@ def test_clear_device_on_a_raw_card_needs_yes(
     register(cli, "BC-0001")
     expected = demo_digests(demo_card)
     image = make_fat32_image(demo_card.root, tmp_path / "card.img")
-    before = sha256_file(image)
+    before = file_sha256(image)
     everything = files_on_image(image)
-    kept = {rel: sha256_file(demo_card.root / rel) for rel in demo_card.other_files + demo_card.system_files}
+    kept = {rel: file_sha256(demo_card.root / rel) for rel in demo_card.other_files + demo_card.system_files}
     assert set(everything) == set(expected) | set(kept)
     plug(udev_bed, "cam1", "BC-0001", image)
 
@@ -788,7 +771,7 @@ def test_clear_device_on_a_raw_card_needs_yes(
     assert "nothing was deleted" in line and "--yes" in line
     (one,) = json.loads(refused.stdout)["ingests"]
     assert one["cleared"] == [] and by_path(one) == expected
-    assert sha256_file(image) == before
+    assert file_sha256(image) == before
     assert audit_entries(store, udev_bed, "device.clear") == []
 
     confirmed = avlog(store, udev_bed, "ingest", "--clear-device", "--yes", "--json")
@@ -814,7 +797,7 @@ def test_clear_device_refuses_a_card_mounted_read_only(
     expected = demo_digests(demo_card)
     mounted = tmp_path / "mnt"
     shutil.copytree(demo_card.root, mounted)
-    before = {p.relative_to(mounted).as_posix(): sha256_file(p) for p in mounted.rglob("*") if p.is_file()}
+    before = {p.relative_to(mounted).as_posix(): file_sha256(p) for p in mounted.rglob("*") if p.is_file()}
     plug(udev_bed, "cam1", "BC-0001", make_fat32_image(demo_card.root, tmp_path / "card.img"))
     udev_bed.mount("cam1", mounted, "ro")
     # The card's folder really is read-only for the run: a read-only bind mount in a private mount namespace.
@@ -833,7 +816,7 @@ def test_clear_device_refuses_a_card_mounted_read_only(
     (one,) = json.loads(done.stdout)["ingests"]
     assert (one["source"], one["cleared"]) == (str(mounted.resolve()), [])
     assert by_path(one) == expected  # ingested all the same
-    assert {p.relative_to(mounted).as_posix(): sha256_file(p) for p in mounted.rglob("*") if p.is_file()} == before
+    assert {p.relative_to(mounted).as_posix(): file_sha256(p) for p in mounted.rglob("*") if p.is_file()} == before
     assert audit_entries(store, udev_bed, "device.clear") == []
 
 
@@ -841,7 +824,7 @@ def test_clear_device_never_writes_a_raw_exfat_card(udev_bed: UdevBed, cli: Cli,
     register(cli, "BC-0001")
     card = clips_card(tmp_path / "card", [datetime.now(UTC) - timedelta(minutes=m) for m in (20, 19)])
     image = make_exfat_image(tmp_path / "card", tmp_path / "card.img")
-    before = sha256_file(image)
+    before = file_sha256(image)
     camera = plug(udev_bed, "cam1", "BC-0001", image)
 
     done = avlog(store, udev_bed, "ingest", "--clear-device", "--yes", "--json")
@@ -852,7 +835,7 @@ def test_clear_device_never_writes_a_raw_exfat_card(udev_bed: UdevBed, cli: Cli,
     (one,) = json.loads(done.stdout)["ingests"]
     assert (one["device_node"], one["source_kind"], one["cleared"]) == (camera.node, "exfat", [])
     assert by_path(one) == card
-    assert sha256_file(image) == before
+    assert file_sha256(image) == before
     assert stored_clips(store) == card
 
 
@@ -883,7 +866,7 @@ def test_clear_device_deletes_nothing_when_a_clip_failed(
     image = make_fat32_image(tmp_path / "card", tmp_path / "card.img")
     bad = sorted(card)[1]
     cut_cluster_chain(image, bad)
-    before = sha256_file(image)
+    before = file_sha256(image)
     on_card = files_on_image(image)
     plug(udev_bed, "cam1", "BC-0001", image)
 
@@ -896,7 +879,7 @@ def test_clear_device_deletes_nothing_when_a_clip_failed(
     statuses = {c["original_path"]: c["status"] for c in one["clips"]}
     assert statuses == {rel: "failed" if rel == bad else "stored" for rel in card}
     assert one["cleared"] == []
-    assert sha256_file(image) == before
+    assert file_sha256(image) == before
     assert files_on_image(image) == on_card
     assert audit_entries(store, udev_bed, "device.clear") == []
     assert stored_clips(store) == {rel: d for rel, d in card.items() if rel != bad}

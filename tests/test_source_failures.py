@@ -10,7 +10,6 @@ interpreter's folders are made reachable without changing them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -25,39 +24,19 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import blake3
 import pytest
 from dissect.fat import FATFS
 
 import avlog
 from avlog.context import init_store
 from avlog.samples import write_video
-from conftest import make_fat32_image, require_tool, run_avlog
+from conftest import error_line, file_digests, make_fat32_image, require_tool, run_avlog
 
 SERIAL = "BC-SRC-1"
 NOBODY = 65534
 
 
 # -- common checks --------------------------------------------------------------------------------------
-
-
-def error_line(stderr: str) -> str:
-    """The single ``avlog:`` line that is all a failing run prints on stderr."""
-    assert "Traceback" not in stderr, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line on stderr, got:\n{stderr}"
-    assert lines[0].startswith("avlog: "), stderr
-    assert "internal error" not in lines[0], stderr
-    return lines[0]
-
-
-def digests(path: Path) -> tuple[str, str]:
-    b3, sha = blake3.blake3(), hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            b3.update(chunk)
-            sha.update(chunk)
-    return b3.hexdigest(), sha.hexdigest()
 
 
 def small_card(root: Path, count: int = 3, *, noise: bool = False) -> dict[str, tuple[str, str]]:
@@ -68,7 +47,7 @@ def small_card(root: Path, count: int = 3, *, noise: bool = False) -> dict[str, 
         moment = start + timedelta(seconds=2 * n)
         rel = f"DCIM/100MEDIA/{moment.strftime('%Y%m%d_%H%M%S')}_{n + 1:04d}.MP4"
         write_video(root / rel, start=moment, seconds=1 + n * 0.5, noise=noise)
-        out[rel] = digests(root / rel)
+        out[rel] = file_digests(root / rel)
     assert len({b for b, _s in out.values()}) == count
     return out
 
@@ -80,7 +59,7 @@ def object_names(store: Path) -> set[str]:
 def assert_objects_sound(store: Path) -> None:
     for p in (store / "objects").rglob("*"):
         if p.is_file():
-            assert digests(p)[0] == p.name, f"object {p} is not what its name says"
+            assert file_digests(p)[0] == p.name, f"object {p} is not what its name says"
     assert list((store / "tmp").glob("*.part")) == [], "partial copies left in tmp/"
 
 
@@ -172,7 +151,7 @@ def _truncate_during_copy(tmp_path: Path, seconds: float) -> tuple[subprocess.Co
     big = f"DCIM/100MEDIA/{start.strftime('%Y%m%d_%H%M%S')}_0100.MP4"
     write_video(root / big, start=start, seconds=seconds, width=640, height=480, noise=True)
     full = (root / big).stat().st_size
-    card[big] = digests(root / big)
+    card[big] = file_digests(root / big)
     threshold = 32 << 20
     assert full > 8 * threshold
     store = tmp_path / "store"
@@ -230,7 +209,7 @@ def test_source_truncated_while_copied_fails_that_clip_and_leaves_no_partial_obj
     assert any(word in failed["error"] for word in ("lists", "changed", "disappeared")), failed["error"]
     assert failed["blake3"] is None
     full_b3 = card[big][0]
-    cut_b3 = digests(work / "card" / big)[0]
+    cut_b3 = file_digests(work / "card" / big)[0]
     names = object_names(store)
     assert full_b3 not in names and cut_b3 not in names, "a partial object entered the store"
     assert names == {b for rel, (b, _s) in card.items() if rel != big}

@@ -10,7 +10,6 @@ are computed here from the image bytes, never from the bed's answers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from avlog.samples import SampleCard
-from conftest import TZ, make_fat32_image, require_tool
+from conftest import TZ, file_sha256, make_fat32_image, require_tool
 from udevbed import BedError, Camera, UdevBed, read_line, udev_bed  # noqa: F401 - udev_bed is a fixture
 
 SERIAL = "BC-0001"
@@ -178,14 +177,6 @@ def run_json(bed: UdevBed, code: str, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def volume_serial(image: Path, offset: int) -> str:
     """A FAT32 (offset 67) or exFAT (offset 100) volume serial in blkid's XXXX-XXXX form, read here."""
     with open(image, "rb") as f:
@@ -279,7 +270,7 @@ def test_partition_node_reads_the_card_image(udev_bed: UdevBed, card_image: Path
 
     seen = run_json(udev_bed, READ_NODE, camera.node, str(offset))
 
-    assert seen["sha256"] == sha256_file(card_image)
+    assert seen["sha256"] == file_sha256(card_image)
     assert seen["end"] == card_image.stat().st_size
     assert seen["at_offset"] == expected_at_offset
     assert seen["block"] and seen["lstat_block"]
@@ -295,7 +286,7 @@ def test_avlog_reads_the_card_through_the_device_node(
     for dirpath, _dirs, files in os.walk(demo_card.root):
         for name in files:
             path = Path(dirpath) / name
-            expected[path.relative_to(demo_card.root).as_posix()] = [path.stat().st_size, sha256_file(path)]
+            expected[path.relative_to(demo_card.root).as_posix()] = [path.stat().st_size, file_sha256(path)]
     assert set(demo_card.recordings) <= set(expected)
 
     seen = run_json(udev_bed, LIST_CARD, camera.node, str(TZ))
@@ -392,7 +383,7 @@ def test_two_cameras_at_once(udev_bed: UdevBed, card_image: Path, tmp_path: Path
             assert found[node]["props"]["ID_SERIAL_SHORT"] == camera.serial
             assert found[node]["usb"]["serial"] == camera.serial
             assert found[node]["usb"]["sys_path"] == camera.paths["usb_device"]
-        assert run_json(udev_bed, READ_NODE, camera.node, "0")["sha256"] == sha256_file(image)
+        assert run_json(udev_bed, READ_NODE, camera.node, "0")["sha256"] == file_sha256(image)
     exfat = found[second.node]["props"]
     assert (exfat["ID_FS_TYPE"], exfat["ID_FS_VERSION"], exfat["ID_FS_LABEL"]) == ("exfat", "1.0", "CAM2")
     assert exfat["ID_FS_UUID"] == volume_serial(second_image, 100)
@@ -406,12 +397,12 @@ def test_two_cameras_at_once(udev_bed: UdevBed, card_image: Path, tmp_path: Path
 
 def test_remove_gives_the_image_back(udev_bed: UdevBed, card_image: Path) -> None:
     mode = card_image.stat().st_mode
-    before = sha256_file(card_image)
+    before = file_sha256(card_image)
     camera = plug(udev_bed, card_image)
     udev_bed.remove("cam1")
 
     assert card_image.stat().st_mode == mode  # the bed marks a plugged image as a block node, then unmarks it
-    assert sha256_file(card_image) == before
+    assert file_sha256(card_image) == before
     assert run_json(udev_bed, ENUMERATE) == []
     gone = udev_bed.python(f"open({camera.node!r}, 'rb')")
     assert gone.returncode == 1 and "FileNotFoundError" in gone.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -141,15 +142,12 @@ def make_fat32_image(source: Path, image: Path, size_mb: int = 64) -> Path:
     return image
 
 
-def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
-    """A real exFAT card image (mkfs.exfat), filled through exfat-fuse on a loop device."""
-    require_tool("mkfs.exfat")
+@contextlib.contextmanager
+def exfat_mounted(image: Path) -> Iterator[Path]:
+    """``image`` mounted read-write through exfat-fuse on a loop device, to build it as a camera would."""
     require_tool("mount.exfat-fuse")
     if os.geteuid() != 0:
         pytest.skip("filling an exFAT image needs root for the loop device and FUSE mount")
-    with open(image, "wb") as f:
-        f.truncate(size_mb << 20)
-    subprocess.run(["mkfs.exfat", "-L", "CAMERA", str(image)], check=True, capture_output=True)
     loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True)
     device = loop.stdout.strip()
     mountpoint = image.with_suffix(".mnt")
@@ -157,13 +155,23 @@ def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
     try:
         subprocess.run(["mount.exfat-fuse", device, str(mountpoint)], check=True, capture_output=True)
         try:
-            shutil.copytree(source, mountpoint, dirs_exist_ok=True)
+            yield mountpoint
             subprocess.run(["sync"], check=True)
         finally:
             subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
     finally:
         subprocess.run(["losetup", "-d", device], check=True, capture_output=True)
         mountpoint.rmdir()
+
+
+def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
+    """A real exFAT card image (mkfs.exfat), filled through exfat-fuse on a loop device."""
+    require_tool("mkfs.exfat")
+    with open(image, "wb") as f:
+        f.truncate(size_mb << 20)
+    subprocess.run(["mkfs.exfat", "-L", "CAMERA", str(image)], check=True, capture_output=True)
+    with exfat_mounted(image) as mountpoint:
+        shutil.copytree(source, mountpoint, dirs_exist_ok=True)
     return image
 
 

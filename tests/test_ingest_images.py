@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import struct
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import blake3
 import pytest
 
 from avlog.samples import SampleCard
-from conftest import Cli, make_exfat_image, make_fat32_image, register, require_tool, run_avlog
+from conftest import Cli, exfat_mounted, make_exfat_image, make_fat32_image, register, require_tool, run_avlog
 
 MAKERS: dict[str, Callable[[Path, Path], Path]] = {"fat32": make_fat32_image, "exfat": make_exfat_image}
 SECTOR = 512
@@ -188,28 +187,6 @@ def test_fragmented_file_on_fat32_is_read_whole(cli: Cli, store: Path, tmp_path:
     b3, sha, size = digests(clip.read_bytes())
     assert (item["blake3"], item["sha256"], item["size"]) == (b3, sha, size)
     assert (store / "objects" / b3[:2] / b3).read_bytes() == clip.read_bytes()
-
-
-@contextlib.contextmanager
-def exfat_mounted(image: Path) -> Iterator[Path]:
-    """``image`` mounted read-write through exfat-fuse on a loop device, to build it as a camera would."""
-    require_tool("mount.exfat-fuse")
-    if os.geteuid() != 0:
-        pytest.skip("filling an exFAT image needs root for the loop device and FUSE mount")
-    loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True)
-    device = loop.stdout.strip()
-    mountpoint = image.with_suffix(".mnt")
-    mountpoint.mkdir()
-    try:
-        subprocess.run(["mount.exfat-fuse", device, str(mountpoint)], check=True, capture_output=True)
-        try:
-            yield mountpoint
-            subprocess.run(["sync"], check=True)
-        finally:
-            subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
-    finally:
-        subprocess.run(["losetup", "-d", device], check=True, capture_output=True)
-        mountpoint.rmdir()
 
 
 def test_fragmented_file_on_exfat_is_read_whole(cli: Cli, store: Path, tmp_path: Path) -> None:

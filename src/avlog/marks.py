@@ -306,28 +306,39 @@ def holds_covering(ctx: Context, clip: Row) -> list[Row]:
     )
 
 
-def marks_by_clip(
-    ctx: Context, clip_ids: Collection[int] | None = None
-) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
-    """Active flag reasons and linked case numbers, by clip id (two queries, for listings).
+def _only(column: str, clip_ids: Collection[int] | None) -> tuple[str, list[int]]:
+    """A ``column IN (...)`` condition for ``clip_ids``; a long list reads them all (SQLite takes up to
+    32,766 parameters; past a few thousand a scan is as cheap)."""
+    if clip_ids is None or len(clip_ids) > 5000:
+        return "", []
+    return f" AND {column} IN (" + ",".join("?" for _ in clip_ids) + ")", list(clip_ids)
 
-    With ``clip_ids`` (a day's listing, one clip) only those clips' marks are read; a long list
-    reads them all (SQLite takes up to 32,766 parameters; past a few thousand a scan is as cheap).
-    """
-    where, params = "", []
-    if clip_ids is not None and len(clip_ids) <= 5000:
-        where = " AND clip_id IN (" + ",".join("?" for _ in clip_ids) + ")"
-        params = list(clip_ids)
-    flags: dict[int, list[str]] = {}
-    for row in ctx.catalog.query(
-        f"SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL{where} ORDER BY id", params
-    ):
-        flags.setdefault(row["clip_id"], []).append(row["reason"])
+
+def flags_by_clip(ctx: Context, clip_ids: Collection[int] | None = None) -> dict[int, list[Row]]:
+    """The flags in force (whole rows: reason, note, who, when), by clip id, in the order they were placed."""
+    where, params = _only("clip_id", clip_ids)
+    flags: dict[int, list[Row]] = {}
+    for row in ctx.catalog.query(f"SELECT * FROM flags WHERE unflagged_at IS NULL{where} ORDER BY id", params):
+        flags.setdefault(row["clip_id"], []).append(row)
+    return flags
+
+
+def cases_by_clip(ctx: Context, clip_ids: Collection[int] | None = None) -> dict[int, list[str]]:
+    """The numbers of the cases each clip is linked to, by clip id."""
+    where, params = _only("l.clip_id", clip_ids)
     cases: dict[int, list[str]] = {}
     for row in ctx.catalog.query(
         "SELECT l.clip_id, c.case_no FROM case_clips l JOIN cases c ON c.id = l.case_id "
-        f"WHERE l.unlinked_at IS NULL{where.replace('clip_id', 'l.clip_id')} ORDER BY c.case_no",
+        f"WHERE l.unlinked_at IS NULL{where} ORDER BY c.case_no",
         params,
     ):
         cases.setdefault(row["clip_id"], []).append(row["case_no"])
-    return flags, cases
+    return cases
+
+
+def marks_by_clip(
+    ctx: Context, clip_ids: Collection[int] | None = None
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Active flag reasons and linked case numbers, by clip id (two queries, for listings)."""
+    flags = {cid: [f["reason"] for f in rows] for cid, rows in flags_by_clip(ctx, clip_ids).items()}
+    return flags, cases_by_clip(ctx, clip_ids)

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from avlog.clipdoc import clip_json
 from avlog.i18n import N_, _
 from avlog.ingest.report import IngestReport
 from avlog.ingest.timeline import Finding
@@ -173,38 +174,7 @@ def simple_progress(label: str, total: int) -> Progress | None:
 
 # -- clips ------------------------------------------------------------------------------------
 
-
-def clip_json(
-    row: dict[str, Any],
-    tz: tzinfo,
-    custodian: str | None = None,
-    flags: list[str] | None = None,
-    cases: list[str] | None = None,
-) -> dict[str, Any]:
-    """SPEC.md's clip shape, plus what else the catalog knows."""
-    return {
-        "id": row["id"],
-        "blake3": row["blake3"],
-        "sha256": row["sha256"],
-        "size": row["size"],
-        "device_serial": row["device_serial"],
-        "custodian": custodian,
-        "unregistered_device": bool(row["unregistered_device"]),
-        "original_path": row["original_path"],
-        "media_kind": row["media_kind"],
-        "container": row["container"],
-        "codec": row["codec"],
-        "recorded_start": show(row["recorded_start"], tz),
-        "recorded_end": show(row["recorded_end"], tz),
-        "duration_s": row["duration_s"],
-        "time_source": row["time_source"],
-        "probe_error": row["probe_error"],
-        "ingest_id": row["ingest_id"],
-        "ingested_at": show(row["ingested_at"], tz),
-        "state": row["state"],
-        "flags": flags or [],
-        "cases": cases or [],
-    }
+__all__ = ["clip_json"]  # the clip document lives in avlog.clipdoc: discs carry it too
 
 
 def table_time(text: str | None, tz: tzinfo) -> str:

@@ -38,7 +38,7 @@ def _disc_json(disc: dict[str, Any], tz: Any, clips: list[int] | None = None) ->
         "media": disc["media"],
         "purpose": disc["purpose"],
         "state": disc["state"],
-        "counts_as_copy": registry.counts(disc),
+        "counts_as_copy": bool(disc["counts"]),
         "location": disc["location"],
         "path": disc["image_path"],
         "bytes": disc["image_bytes"],
@@ -373,7 +373,7 @@ def disc_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     table.add_column(_("location"), overflow="fold")
     table.add_column(_("last read-back"))
     for r in rows:
-        counts = registry.counts(r)
+        counts = r["counts"]
         checked = r["disc_verified_at"] or r["image_verified_at"]
         result = r["disc_verify_result"] if r["disc_verified_at"] else r["image_verify_result"]
         table.add_row(

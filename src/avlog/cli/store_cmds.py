@@ -167,7 +167,7 @@ def show(
                 "volume_id": d["volume_id"],
                 "purpose": d["purpose"],
                 "state": d["state"],
-                "counts_as_copy": registry.counts(d),
+                "counts_as_copy": bool(d["counts"]),
                 "location": d["location"],
                 "path_on_disc": d["path"],
             }

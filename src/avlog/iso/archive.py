@@ -27,7 +27,8 @@ from typing import Any
 
 import blake3
 
-from avlog import __version__
+from avlog import __version__, marks
+from avlog.clipdoc import clip_json
 from avlog.context import Context, store_lock
 from avlog.errors import AvlogError, IntegrityError, NotFound, UsageError
 from avlog.i18n import _
@@ -46,7 +47,7 @@ Progress = Callable[[str, str, int], Callable[[int], None]]
 LOCK_NAME = "burn.lock"
 #: Files of the bag besides the clips and their share of the tag files, bounded for the plan.
 FIXED_TAG_BYTES = 64 * 1024
-TAG_FILES = 7
+TAG_FILES = len(bag.BAG_FILES)
 
 
 class BurnRunning(AvlogError):
@@ -91,24 +92,6 @@ class BurnReport:
 
 
 # -- selection --------------------------------------------------------------------------------------
-
-
-def _flags_and_cases(ctx: Context, ids: list[int]) -> tuple[dict[int, list[Row]], dict[int, list[str]]]:
-    arg = [json.dumps(ids)]
-    flags: dict[int, list[Row]] = {}
-    for r in ctx.catalog.query(
-        "SELECT * FROM flags WHERE unflagged_at IS NULL AND clip_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        arg,
-    ):
-        flags.setdefault(r["clip_id"], []).append(r)
-    cases: dict[int, list[str]] = {}
-    for r in ctx.catalog.query(
-        "SELECT l.clip_id, c.case_no FROM case_clips l JOIN cases c ON c.id = l.case_id "
-        "WHERE l.unlinked_at IS NULL AND l.clip_id IN (SELECT value FROM json_each(?)) ORDER BY c.case_no",
-        arg,
-    ):
-        cases.setdefault(r["clip_id"], []).append(r["case_no"])
-    return flags, cases
 
 
 def select(
@@ -168,7 +151,7 @@ def select(
     copies = registry.standing_copies(ctx)
     need = ctx.settings.retention.disc_copies
     ids = [r["id"] for r in rows]
-    flags, cases = _flags_and_cases(ctx, ids)
+    flags, cases = marks.flags_by_clip(ctx, ids), marks.cases_by_clip(ctx, ids)
     chosen = []
     for r in rows:
         n = copies.get(r["id"], 0)
@@ -234,31 +217,17 @@ def _paths(ctx: Context, selected: list[Selected]) -> dict[int, str]:
 
 
 def _entry(ctx: Context, s: Selected) -> dict[str, Any]:
+    """The clip's catalog.json record: the clip document of ``show --json``, its flags in full."""
     tz = ctx.settings.tz
-    c = s.clip
+    doc = clip_json(s.clip, tz, s.custodian, cases=s.cases)
     return {
-        "clip_id": c["id"],
-        "device_serial": c["device_serial"],
-        "custodian": s.custodian,
-        "original_path": c["original_path"],
-        "original_mtime": show(c["original_mtime"], tz),
-        "recorded_start": show(c["recorded_start"], tz),
-        "recorded_end": show(c["recorded_end"], tz),
-        "time_source": c["time_source"],
-        "duration_s": c["duration_s"],
-        "media_kind": c["media_kind"],
-        "container": c["container"],
-        "codec": c["codec"],
-        "ingested_at": show(c["ingested_at"], tz),
-        "ingest_id": c["ingest_id"],
-        "size": c["size"],
-        "sha256": c["sha256"],
-        "blake3": c["blake3"],
+        "clip_id": doc.pop("id"),
+        **doc,
+        "original_mtime": show(s.clip["original_mtime"], tz),
         "flags": [
             {"reason": f["reason"], "note": f["note"], "flagged_at": show(f["flagged_at"], tz), "by": f["flagged_by"]}
             for f in s.flags
         ],
-        "cases": s.cases,
     }
 
 
@@ -459,10 +428,13 @@ def _make_disc(
     seq = registry.next_seq(ctx, year)
     vol = registry.volume_id(year, seq)
     reasons, cases = _reasons(chosen)
-    evidence_case = None
+    evidence_case: dict[str, Any] | None = None
+    evidence_case_id = None
     if evidence_for is not None:
-        row = ctx.catalog.one("SELECT case_no, title FROM cases WHERE case_no = ?", [evidence_for])
-        evidence_case = dict(row) if row else {"case_no": evidence_for}
+        row = ctx.catalog.one("SELECT id, case_no, title FROM cases WHERE case_no = ?", [evidence_for])
+        assert row is not None  # select() found it
+        evidence_case_id = row.pop("id")
+        evidence_case = row
     info = bag.DiscInfo(
         volume_id=vol,
         created=now.isoformat(),
@@ -518,7 +490,7 @@ def _make_disc(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held until the end: another run's clean-up leaves a live .part alone
         image.write(fd, part, progress(vol, "write", total) if progress else None)
-        reading = read_medium(part, small_files=tuple(t.path for t in tag_files), progress=progress)
+        reading = read_medium(part, small_files=bag.BAG_FILES, progress=progress)
         expected = {f.path: (f.size, f.content) for f in files}
         clip_b3 = {paths[s.clip["id"]]: (s.clip["id"], s.clip["blake3"]) for s in chosen}
         bad = compare(reading, expected_files(expected, clip_b3))
@@ -535,7 +507,7 @@ def _make_disc(
             "seq": seq,
             "media": medium.name,
             "purpose": info.purpose,
-            "evidence_case_id": _case_id(ctx, evidence_for),
+            "evidence_case_id": evidence_case_id,
             "image_path": str(final),
             "image_bytes": reading.image_bytes,
             "image_sha256": reading.sha256,
@@ -594,13 +566,6 @@ def _make_disc(
         True,
         disc_id,
     )
-
-
-def _case_id(ctx: Context, case_no: str | None) -> int | None:
-    if case_no is None:
-        return None
-    row = ctx.catalog.one("SELECT id FROM cases WHERE case_no = ?", [case_no])
-    return int(row["id"]) if row else None
 
 
 # -- comparing a reading with what should be there ---------------------------------------------------

@@ -172,7 +172,11 @@ def plan(items: Sequence[Item], medium: Medium, *, fixed_tag_bytes: int = 64 * 1
             placeable.append(item)
         else:
             bigger = next(
-                (m for m in MEDIA.values() if m.sectors > medium.sectors and fits_alone(item, m, fixed_tag_bytes, 8)),
+                (
+                    m
+                    for m in MEDIA.values()
+                    if m.sectors > medium.sectors and fits_alone(item, m, fixed_tag_bytes, tag_files)
+                ),
                 None,
             )
             too_big.append(TooBig(item, bigger))

@@ -32,17 +32,15 @@ STANDING_DISC = (
     "OR (d.state = 'burned' AND COALESCE(d.disc_verify_result, 'ok') = 'ok'))"
 )
 
+#: Every disc row comes with ``counts`` (0 or 1): the rule above, evaluated where it is defined.
+_SELECT = f"SELECT d.*, ({COUNTED_DISC}) AS counts FROM discs d"
+
 STATES = ("image", "burned", "lost", "unreadable")
 _VOLUME_ID = re.compile(r"^AVLOG_(\d{4})_(\d{4,})$")
 
 
 def volume_id(year: int, seq: int) -> str:
     return f"AVLOG_{year:04d}_{seq:04d}"
-
-
-def counts(disc: Row) -> bool:
-    """:data:`COUNTED_DISC` for one row."""
-    return disc["purpose"] == "archive" and disc["state"] == "burned" and disc["disc_verify_result"] == "ok"
 
 
 def store_id(ctx: Context) -> str:
@@ -67,20 +65,20 @@ def resolve(ctx: Context, ref: str) -> Row:
     """A disc by its catalog id or its volume id (``AVLOG_2026_0001``, any case)."""
     text = ref.strip()
     if text.isdigit():
-        row = ctx.catalog.one("SELECT * FROM discs WHERE id = ?", [int(text)])
+        row = ctx.catalog.one(f"{_SELECT} WHERE d.id = ?", [int(text)])
     else:
-        row = ctx.catalog.one("SELECT * FROM discs WHERE volume_id = ?", [text.upper()])
+        row = ctx.catalog.one(f"{_SELECT} WHERE d.volume_id = ?", [text.upper()])
     if row is None:
         raise NotFound(_("no disc {ref} in the registry; see: avlog disc list").format(ref=ref))
     return row
 
 
 def by_volume_id(ctx: Context, vol: str) -> Row | None:
-    return ctx.catalog.one("SELECT * FROM discs WHERE volume_id = ?", [vol.strip().upper()])
+    return ctx.catalog.one(f"{_SELECT} WHERE d.volume_id = ?", [vol.strip().upper()])
 
 
 def discs(ctx: Context) -> list[Row]:
-    return ctx.catalog.query("SELECT * FROM discs ORDER BY year, seq")
+    return ctx.catalog.query(f"{_SELECT} ORDER BY d.year, d.seq")
 
 
 def disc_clips(ctx: Context, disc_id: int) -> list[Row]:

@@ -110,11 +110,11 @@ def _walk(iso: Any) -> tuple[Extents, Extents, Extents, list[str]]:
     else:
         problems.append(_("the image has no UDF file system"))
     for root, _dirs, files in iso.walk(iso_path="/"):
+        real_dir = _real_dir(iso, root) if files else ""
         for name in files:
             record = iso.get_record(iso_path=f"{root.rstrip('/')}/{name}")
             rr = record.rock_ridge
             real_name = rr.name().decode("utf-8") if rr is not None and rr.name() else name.split(";")[0]
-            real_dir = _real_dir(iso, root)
             path = f"{real_dir}/{real_name}".lstrip("/")
             extents = []
             while record is not None:
@@ -135,7 +135,7 @@ def _walk(iso: Any) -> tuple[Extents, Extents, Extents, list[str]]:
     return udf, iso9660, joliet, problems
 
 
-def _real_dir(iso: Any, iso_dir: str, cache: dict[str, str] | None = None) -> str:
+def _real_dir(iso: Any, iso_dir: str) -> str:
     """The Rock Ridge path of an ISO 9660 directory."""
     parts = [p for p in iso_dir.split("/") if p]
     real = []

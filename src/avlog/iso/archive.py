@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -591,8 +591,10 @@ def expected_files(files: dict[str, tuple[int, bytes | None]], clips: dict[str, 
     return result
 
 
-def compare(reading: Reading, expected: list[Expected], *, extra_allowed: bool = False) -> list[Row]:
-    """Differences between a reading and what the disc should hold; each names its file (and clip)."""
+def compare(reading: Reading, expected: list[Expected], *, also: Collection[str] | None = ()) -> list[Row]:
+    """Differences between a reading and what the disc should hold; each names its file (and clip).
+
+    A file neither expected nor in ``also`` is a difference; ``also=None`` lets any other file be."""
     bad: list[Row] = []
     for problem in reading.problems:
         bad.append({"path": None, "clip_id": None, "problem": "structure", "problem_text": problem})
@@ -617,8 +619,8 @@ def compare(reading: Reading, expected: list[Expected], *, extra_allowed: bool =
                     "problem_text": _("{who} differs from the catalog").format(who=who),
                 }
             )
-    if not extra_allowed:
-        known = {e.path for e in expected}
+    if also is not None:
+        known = {e.path for e in expected} | set(also)
         for path in sorted(set(reading.files) - known):
             bad.append(
                 {

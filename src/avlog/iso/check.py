@@ -124,17 +124,7 @@ def verify_disc(ctx: Context, target: str, *, progress: Progress | None = None) 
     if disc is not None:
         clips = registry.disc_clips(ctx, disc["id"])
         expected = [Expected(c["path"], c["size"], c["blake3"], c["clip_id"]) for c in clips]
-        expected_paths = {e.path for e in expected} | set(bag.BAG_FILES)
-        bad = compare(reading, expected, extra_allowed=True)
-        bad += [
-            {
-                "path": p,
-                "clip_id": None,
-                "problem": "unexpected",
-                "problem_text": _("{path} is not in the registry's record of the disc").format(path=p),
-            }
-            for p in sorted(set(reading.files) - expected_paths)
-        ]
+        bad = compare(reading, expected, also=bag.BAG_FILES)  # the bag's files: checked by its manifests
         bad += _bag_problems(reading)
         if reading.image_bytes != disc["image_bytes"] or reading.blake3 != disc["image_blake3"]:
             bad.append(
@@ -180,6 +170,6 @@ def verify_disc(ctx: Context, target: str, *, progress: Progress | None = None) 
                     "problem_text": _("data/catalog.json cannot be read: {reason}").format(reason=exc),
                 }
             )
-    check.bad += compare(reading, expected, extra_allowed=True) + _bag_problems(reading)
+    check.bad += compare(reading, expected, also=None) + _bag_problems(reading)
     check.checked_files = len(reading.files)
     return check

@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import blake3
@@ -50,6 +52,16 @@ class Cli:
         runner = CliRunner()
         result = runner.invoke(app, ["--store", str(self.store), *args], env=env, catch_exceptions=False)
         return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def catalog_rows(store: Path, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Rows of a query on a store's catalog, read-only, as dicts (the tests' own view, not avlog's)."""
+    conn = sqlite3.connect(f"file:{store / 'catalog.sqlite'}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, list(params))]
+    finally:
+        conn.close()
 
 
 def file_digests(path: Path) -> tuple[str, str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,16 +22,11 @@ import pytest
 
 from avlog.samples import write_video
 from conftest import Cli, register, require_tool
+from conftest import catalog_rows as rows
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime.now(UTC)
 START = datetime(2026, 11, 20, 1, 30, 5, tzinfo=UTC)  # 09:30:05 in the store's zone
-
-
-def rows(store: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    with sqlite3.connect(store / "catalog.sqlite") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params or [])]
 
 
 @pytest.fixture

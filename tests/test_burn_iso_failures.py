@@ -20,12 +20,11 @@ from avlog.context import init_store
 from avlog.iso.archive import Expected, compare
 from avlog.iso.build import DiscFile, Image, Volume
 from avlog.iso.verify import read_medium
-from conftest import Cli, register, require_tool, run_avlog
+from conftest import Cli, catalog_rows, register, require_tool, run_avlog
 
 
 def _discs(store: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(store / "catalog.sqlite") as conn:
-        return list(conn.execute("SELECT volume_id, state FROM discs"))
+    return [(r["volume_id"], r["state"]) for r in catalog_rows(store, "SELECT volume_id, state FROM discs")]
 
 
 def _flagged_store(store: Path, card: Path, sizes: list[int]) -> list[int]:

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from conftest import (
     require_tool,
     stderr_lines,
 )
+from conftest import catalog_rows as query
 from conftest import register as register_device
 from udevbed import Camera, UdevBed, read_line, udev_bed  # noqa: F401 - udev_bed is a fixture
 
@@ -107,15 +107,6 @@ def plug(bed: UdevBed, name: str, serial: str, image: Path, ids: tuple[str, str]
     camera = bed.add(name, serial, ids[0], ids[1], image, vendor=vendor, model=model)
     assert camera.backing == "hardlink"  # /dev/sdX1 is the image itself
     return camera
-
-
-def query(store: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{store / 'catalog.sqlite'}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 def stored_clips(store: Path, serial: str | None = None) -> dict[str, tuple[str, str]]:

@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from avlog.context import open_context
 from avlog.retention.sweep import SweepReport, sweep
 from avlog.samples import write_video
 from conftest import Cli, register, run_avlog
+from conftest import catalog_rows as rows
 
 NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
@@ -73,12 +73,6 @@ def sweep_at(store: Path, at: datetime, **kwargs: Any) -> SweepReport:
         return sweep(ctx, dry_run=kwargs.pop("dry_run", False), **kwargs)
     finally:
         ctx.close()
-
-
-def rows(store: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    with sqlite3.connect(store / "catalog.sqlite") as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params or [])]
 
 
 def clip(store: Path, clip_id: int) -> dict[str, Any]:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from pathlib import Path
-from typing import Any
 
 import blake3
 import pytest
 
-from avlog.context import CATALOG_NAME
 from avlog.samples import SampleCard
 from conftest import Cli, register
+from conftest import catalog_rows as query
 
 
 @pytest.fixture
@@ -42,12 +40,6 @@ def flip_one_byte(path: Path) -> None:
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0x80]))
     os.chmod(path, mode)
-
-
-def query(store: Path, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    with sqlite3.connect(store / CATALOG_NAME) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, params or [])]
 
 
 def clip_ids(store: Path, hexdigest: str) -> list[int]:

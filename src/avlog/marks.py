@@ -7,6 +7,7 @@ when and (where the rules ask for one) why.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
@@ -286,24 +287,23 @@ def hold_release(ctx: Context, hold_id: int, note: str) -> Row:
     return {**row, "released_at": now, "released_by": ctx.actor, "release_note": note}
 
 
-def holds_covering(ctx: Context, clip: Row) -> list[Row]:
-    """The holds that stand over ``clip``: on it, on one of its cases, or on its device and recording time."""
+def holds_by_id(ctx: Context, hold_ids: Collection[int]) -> list[Row]:
+    if not hold_ids:
+        return []
     return ctx.catalog.query(
-        "SELECT * FROM holds h WHERE h.released_at IS NULL AND ("
-        " h.clip_id = :clip"
-        " OR h.case_id IN (SELECT case_id FROM case_clips WHERE clip_id = :clip AND unlinked_at IS NULL)"
-        " OR (h.device_serial = :device"
-        "     AND (h.since IS NULL OR COALESCE(:end, :start, :ingested) >= h.since)"
-        "     AND (h.until IS NULL OR COALESCE(:start, :end, :ingested) <= h.until)))"
-        " ORDER BY h.id",
-        {
-            "clip": clip["id"],
-            "device": clip["device_serial"],
-            "start": clip["recorded_start"],
-            "end": clip["recorded_end"],
-            "ingested": clip["ingested_at"],
-        },
+        "SELECT * FROM holds WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id", [json.dumps(list(hold_ids))]
     )
+
+
+def holds_covering(ctx: Context, clip: Row) -> list[Row]:
+    """The holds that stand over ``clip``: on it, on one of its cases, or on its device and recording time.
+
+    Decided by the retention sweep's own rule (:func:`avlog.retention.sweep.load_facts_for`), so what
+    ``show`` says keeps a clip is what keeps it."""
+    from avlog.retention.sweep import load_facts_for
+
+    ((_row, facts),) = load_facts_for(ctx, [clip])
+    return holds_by_id(ctx, [h.hold_id for h in facts.holds])
 
 
 def _only(column: str, clip_ids: Collection[int] | None) -> tuple[str, list[int]]:

@@ -157,7 +157,10 @@ def show(
                 }
                 for k in linked
             ],
-            "holds": [render.hold_json(h, tz, case_nos.get(h["case_id"])) for h in marks.holds_covering(c, row)],
+            "holds": [
+                render.hold_json(h, tz, case_nos.get(h["case_id"]))
+                for h in marks.holds_by_id(c, [h.hold_id for h in facts.holds])
+            ],
         }
         data["object_path"] = str(c.objects.path(row["blake3"]))
         from avlog.iso import registry

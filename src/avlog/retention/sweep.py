@@ -108,7 +108,8 @@ def policy_of(ctx: Context) -> Policy:
 
 
 def _covers(hold: Row, clip: Row, case_ids: set[int]) -> bool:
-    """The same rule as :func:`avlog.marks.holds_covering`, in Python (catalog times compare as text)."""
+    """Whether a standing hold covers a clip: it names the clip, one of its cases, or its device and a window
+    its recording meets (catalog times compare as text). The one place this rule lives."""
     if hold["clip_id"] is not None:
         return bool(hold["clip_id"] == clip["id"])
     if hold["case_id"] is not None:

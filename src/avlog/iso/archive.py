@@ -61,6 +61,8 @@ class Selected:
     flags: list[Row]
     cases: list[str]
     copies: int  # discs that stand already
+    when: datetime = field(init=False)  # its recording time in the store's zone: its folder, its file's date
+    entry: dict[str, Any] = field(init=False)  # its catalog.json record
 
 
 @dataclass
@@ -157,7 +159,7 @@ def select(
         n = copies.get(r["id"], 0)
         if evidence_for is None and n >= need:
             continue
-        chosen.append(Selected(r, r.pop("_custodian"), flags.get(r["id"], []), cases.get(r["id"], []), n))
+        chosen.append(_selected(ctx, r, r.pop("_custodian"), flags.get(r["id"], []), cases.get(r["id"], []), n))
     if named:
         found = {s.clip["id"] for s in chosen}
         for r in named:
@@ -195,14 +197,14 @@ def _when(clip: Row, ctx: Context) -> datetime:
     return moment.replace(microsecond=0)
 
 
-def _paths(ctx: Context, selected: list[Selected]) -> dict[int, str]:
+def _paths(selected: list[Selected]) -> dict[int, str]:
     """data/<device>/<local recording date>/<original name>; a name taken twice gets the clip id added."""
     paths: dict[int, str] = {}
     taken: set[str] = set()
     for s in sorted(selected, key=lambda s: s.clip["id"]):
         clip = s.clip
         name = safe_name(PurePosixPath(clip["original_path"].replace("\\", "/")).name or f"clip-{clip['id']}")
-        folder = f"data/{safe_name(clip['device_serial'])}/{_when(clip, ctx):%Y-%m-%d}"
+        folder = f"data/{safe_name(clip['device_serial'])}/{s.when:%Y-%m-%d}"
         path = f"{folder}/{name}"
         stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
         n = 0
@@ -214,6 +216,13 @@ def _paths(ctx: Context, selected: list[Selected]) -> dict[int, str]:
         taken.add(path.casefold())
         paths[clip["id"]] = path
     return paths
+
+
+def _selected(ctx: Context, clip: Row, custodian: str | None, flags: list[Row], cases: list[str], n: int) -> Selected:
+    s = Selected(clip, custodian, flags, cases, n)
+    s.when = _when(clip, ctx)
+    s.entry = _entry(ctx, s)
+    return s
 
 
 def _entry(ctx: Context, s: Selected) -> dict[str, Any]:
@@ -231,14 +240,13 @@ def _entry(ctx: Context, s: Selected) -> dict[str, Any]:
     }
 
 
-def _items(ctx: Context, selected: list[Selected], paths: dict[int, str], evidence: bool) -> list[Item]:
+def _items(selected: list[Selected], paths: dict[int, str], evidence: bool) -> list[Item]:
     items = []
     for s in selected:
         c = s.clip
         path = paths[c["id"]]
-        when = _when(c, ctx)
+        when, entry = s.when, s.entry
         group = f"case:{s.cases[0]}" if s.cases else f"incident:{c['device_serial']}/{when:%Y-%m-%d}"
-        entry = _entry(ctx, s)
         tag = len(bag.manifest_line(c["sha256"], path).encode()) + bag.catalog_entry_bytes(entry, path)
         if evidence:
             tag += bag.explanation_bytes_per_clip(path, entry)
@@ -281,9 +289,9 @@ def burn_iso(
     with burn_lock(ctx):
         report.selected = select(ctx, case=case, flag_reason=flag_reason, clips=clips, evidence_for=evidence_for)
         by_id = {s.clip["id"]: s for s in report.selected}
-        paths = _paths(ctx, report.selected)
+        paths = _paths(report.selected)
         the_plan = plan(
-            _items(ctx, report.selected, paths, evidence_for is not None),
+            _items(report.selected, paths, evidence_for is not None),
             medium,
             fixed_tag_bytes=FIXED_TAG_BYTES,
             tag_files=TAG_FILES,
@@ -452,13 +460,12 @@ def _make_disc(
         count=count,
     )
     disc_clips = [
-        bag.DiscClip(paths[s.clip["id"]], s.clip["size"], s.clip["sha256"], s.clip["blake3"], _entry(ctx, s))
+        bag.DiscClip(paths[s.clip["id"]], s.clip["size"], s.clip["sha256"], s.clip["blake3"], s.entry)
         for s in sorted(chosen, key=lambda s: paths[s.clip["id"]])
     ]
     tag_files = bag.bag_files(info, disc_clips, now.date().isoformat())
     files = [
-        DiscFile(paths[s.clip["id"]], s.clip["size"], _when(s.clip, ctx), source=ctx.objects.path(s.clip["blake3"]))
-        for s in chosen
+        DiscFile(paths[s.clip["id"]], s.clip["size"], s.when, source=ctx.objects.path(s.clip["blake3"])) for s in chosen
     ]
     files += [DiscFile(t.path, len(t.content), now, content=t.content) for t in tag_files]
     volume = Volume(vol, registry.volume_set_id(ctx), ctx.settings.organisation, ctx.actor, f"AVLOG {__version__}", now)

@@ -493,3 +493,25 @@ def test_an_evidence_disc_of_a_case_without_stored_clips_is_refused(cli: Cli, st
     assert cli("case", "add", "C-EMPTY", "--retain-years", "1").exit_code == 0
     result = cli("burn-iso", "--evidence-for", "C-EMPTY")
     assert result.exit_code == 1 and "has no clips in the store" in result.stderr
+
+
+def test_disc_burn_writes_an_existing_image_and_refuses_bad_input(
+    cli: Cli, store: Path, clips: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    (disc,) = burn(cli)["discs"]
+    target = tmp_path / "copy.img"
+    done = cli("disc", "burn", disc["volume_id"], f"stdio:{target}", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout) == {"device": f"stdio:{target}", "verified": True}
+    with open(target, "rb") as f:
+        assert hashlib.sha256(f.read(disc["bytes"])).hexdigest() == disc["sha256"]
+    assert rows(store, "SELECT state, disc_verify_result FROM discs") == [
+        {"state": "burned", "disc_verify_result": None}
+    ]
+    assert cli("disc", "burn", "AVLOG_1999_0001", f"stdio:{target}").exit_code == 1
+    assert cli("disc", "burn", disc["volume_id"], str(target)).exit_code == 2  # a file, not an optical drive
+    assert cli("disc", "burn", disc["volume_id"], "stdio:").exit_code == 2
+    Path(disc["path"]).chmod(0o644)
+    Path(disc["path"]).unlink()
+    gone = cli("disc", "burn", disc["volume_id"], f"stdio:{target}")
+    assert gone.exit_code == 2 and "no longer at" in gone.stderr

@@ -36,6 +36,8 @@ def audit_rows(store: Path) -> list[dict[str, object]]:
 def expected_hash(row: dict[str, object]) -> str:
     """The documented formula, written out here without avlog's code."""
     material = [row["seq"], row["at"], row["actor"], row["action"], row["subject"], row["details"], row["prev_hash"]]
+    if row.get("login") is not None:  # entries since step 0005 record the account that wrote them
+        material.append(row["login"])
     text = json.dumps(material, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -27,7 +27,10 @@ def clip_ids(cli: Cli, demo_card: SampleCard) -> list[int]:
 def audit(store: Path, action: str) -> list[dict[str, Any]]:
     with sqlite3.connect(store / "catalog.sqlite") as conn:
         rows = conn.execute("SELECT subject, actor, details FROM audit WHERE action = ? ORDER BY seq", [action])
-        return [{"subject": s, "actor": a, "details": json.loads(d)} for s, a, d in rows]
+        entries = [{"subject": s, "actor": a, "details": json.loads(d)} for s, a, d in rows]
+    for e in entries:  # the rows the change wrote (the journal) apart from what it says
+        e["rows"] = e["details"].pop("rows")
+    return entries
 
 
 def listed(cli: Cli, *args: str) -> list[dict[str, Any]]:
@@ -81,7 +84,9 @@ def test_cases_keep_their_clips_and_close_with_a_retention_end(cli: Cli, store: 
     assert json.loads(cli("show", str(a), "--json").stdout)["cases"] == ["2026-017"]
     assert json.loads(cli("show", str(b), "--json").stdout)["cases"] == []
     assert [e["subject"] for e in audit(store, "case.link")] == [f"clip:{a}", f"clip:{b}"]
-    assert audit(store, "case.close")[0]["details"] == {"closed_on": "2026-12-20", "retain_until": "2031-12-20"}
+    (closing,) = audit(store, "case.close")
+    assert closing["details"] == {"closed_on": "2026-12-20", "retain_until": "2031-12-20"}
+    assert closing["rows"] == [["update", "cases", {"id": 1, "closed_on": "2026-12-20", "retain_until": "2031-12-20"}]]
 
 
 def test_holds_cover_a_clip_a_case_or_a_device_window(cli: Cli, store: Path, clip_ids: list[int]) -> None:

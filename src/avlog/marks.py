@@ -57,13 +57,13 @@ def flag(ctx: Context, refs: list[str], reason: str, note: str | None) -> list[R
     _check_reason(reason)
     clips = _clips(ctx, refs)
     added = []
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         now = ctx.catalog.now()
         for clip in clips:
             if any(f["reason"] == reason for f in active_flags(ctx, clip["id"])):
                 continue
             row = {"clip_id": clip["id"], "reason": reason, "note": note, "flagged_at": now, "flagged_by": ctx.actor}
-            row["id"] = db.table("flags").insert(row).last_pk
+            row["id"] = ctx.catalog.insert("flags", row)
             ctx.catalog.audit("clip.flag", f"clip:{clip['id']}", {"reason": reason, "note": note}, at=now)
             added.append(row)
     return added
@@ -77,15 +77,14 @@ def unflag(ctx: Context, refs: list[str], note: str, reason: str | None = None) 
         _check_reason(reason)
     clips = _clips(ctx, refs)
     ended = []
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         now = ctx.catalog.now()
         for clip in clips:
             for f in active_flags(ctx, clip["id"]):
                 if reason is not None and f["reason"] != reason:
                     continue
-                db.execute(
-                    "UPDATE flags SET unflagged_at = ?, unflagged_by = ?, unflag_note = ? WHERE id = ?",
-                    [now, ctx.actor, note, f["id"]],
+                ctx.catalog.update(
+                    "flags", f["id"], {"unflagged_at": now, "unflagged_by": ctx.actor, "unflag_note": note}
                 )
                 ctx.catalog.audit("clip.unflag", f"clip:{clip['id']}", {"reason": f["reason"], "note": note}, at=now)
                 ended.append(f)
@@ -117,7 +116,7 @@ def case_add(
         raise UsageError(_("give the case's retention with exactly one of --retain-until DATE or --retain-years N"))
     if retain_years is not None and not 1 <= retain_years <= 100:
         raise UsageError(_("--retain-years must be between 1 and 100"))
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         if ctx.catalog.one("SELECT 1 FROM cases WHERE case_no = ?", [case_no]):
             raise AvlogError(_("case {case} exists already").format(case=case_no))
         now = ctx.catalog.now()
@@ -129,7 +128,7 @@ def case_add(
             "retain_until": retain_until.isoformat() if retain_until else None,
             "retain_years": retain_years,
         }
-        db.table("cases").insert(row)
+        ctx.catalog.insert("cases", row)
         ctx.catalog.audit(
             "case.add",
             f"case:{case_no}",
@@ -141,7 +140,7 @@ def case_add(
 
 def case_close(ctx: Context, case_no: str, on: date) -> Row:
     """Close a case: from now on its clips are kept until its retention end, no longer indefinitely."""
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         row = case(ctx, case_no)  # read inside the write transaction: two closings cannot both pass
         if row["closed_on"]:
             raise AvlogError(_("case {case} was closed on {on} already").format(case=case_no, on=row["closed_on"]))
@@ -152,9 +151,7 @@ def case_close(ctx: Context, case_no: str, on: date) -> Row:
                 retain_until = on.replace(year=on.year + years).isoformat()
             except ValueError:  # 29 February in a year that has none
                 retain_until = on.replace(year=on.year + years, day=28).isoformat()
-        db.execute(
-            "UPDATE cases SET closed_on = ?, retain_until = ? WHERE id = ?", [on.isoformat(), retain_until, row["id"]]
-        )
+        ctx.catalog.update("cases", row["id"], {"closed_on": on.isoformat(), "retain_until": retain_until})
         ctx.catalog.audit("case.close", f"case:{case_no}", {"closed_on": on.isoformat(), "retain_until": retain_until})
     return case(ctx, case_no)
 
@@ -170,14 +167,14 @@ def case_link(ctx: Context, case_no: str, refs: list[str]) -> list[int]:
     row = case(ctx, case_no)
     clips = _clips(ctx, refs)
     linked = []
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         now = ctx.catalog.now()
         present = {link["clip_id"] for link in case_clip_links(ctx, row["id"])}
         for clip in clips:
             if clip["id"] in present:
                 continue
-            db.table("case_clips").insert(
-                {"case_id": row["id"], "clip_id": clip["id"], "linked_at": now, "linked_by": ctx.actor}
+            ctx.catalog.insert(
+                "case_clips", {"case_id": row["id"], "clip_id": clip["id"], "linked_at": now, "linked_by": ctx.actor}
             )
             ctx.catalog.audit("case.link", f"clip:{clip['id']}", {"case": case_no}, at=now)
             linked.append(clip["id"])
@@ -190,16 +187,14 @@ def case_unlink(ctx: Context, case_no: str, refs: list[str], note: str) -> list[
     row = case(ctx, case_no)
     clips = _clips(ctx, refs)
     unlinked = []
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         now = ctx.catalog.now()
         links = {link["clip_id"]: link for link in case_clip_links(ctx, row["id"])}
         for clip in clips:
             link = links.get(clip["id"])
             if link is None:
                 continue
-            db.execute(
-                "UPDATE case_clips SET unlinked_at = ?, unlinked_by = ? WHERE id = ?", [now, ctx.actor, link["id"]]
-            )
+            ctx.catalog.update("case_clips", link["id"], {"unlinked_at": now, "unlinked_by": ctx.actor})
             ctx.catalog.audit("case.unlink", f"clip:{clip['id']}", {"case": case_no, "note": note}, at=now)
             unlinked.append(clip["id"])
     if not unlinked:
@@ -257,9 +252,9 @@ def hold_add(
             until=to_db(until) if until else None,
         )
         subject = f"device:{device_serial}"
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         row["placed_at"] = ctx.catalog.now()
-        row["id"] = db.table("holds").insert(row).last_pk
+        row["id"] = ctx.catalog.insert("holds", row)
         ctx.catalog.audit(
             "hold.add",
             subject,
@@ -272,17 +267,14 @@ def hold_add(
 def hold_release(ctx: Context, hold_id: int, note: str) -> Row:
     if not note or not note.strip():
         raise UsageError(_("releasing a hold needs --note saying why"))
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         row = ctx.catalog.one("SELECT * FROM holds WHERE id = ?", [hold_id])  # inside: no double release
         if row is None:
             raise NotFound(_("no hold {id}").format(id=hold_id))
         if row["released_at"]:
             raise AvlogError(_("hold {id} was released already").format(id=hold_id))
         now = ctx.catalog.now()
-        db.execute(
-            "UPDATE holds SET released_at = ?, released_by = ?, release_note = ? WHERE id = ?",
-            [now, ctx.actor, note, hold_id],
-        )
+        ctx.catalog.update("holds", hold_id, {"released_at": now, "released_by": ctx.actor, "release_note": note})
         ctx.catalog.audit("hold.release", f"hold:{hold_id}", {"note": note}, at=now)
     return {**row, "released_at": now, "released_by": ctx.actor, "release_note": note}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
@@ -19,7 +19,7 @@ from avlog.cli.app import (
     app,
     audit_app,
 )
-from avlog.context import init_store, open_context
+from avlog.context import Context, init_store, open_context
 from avlog.errors import (
     IntegrityError,
     UsageError,
@@ -337,29 +337,191 @@ def verify(
 
 @audit_app.command(
     "verify",
-    help=_("Walk the audit log's hash chain; exit 3 naming the first entry that does not fit."),
-    epilog=_examples("avlog audit verify", "avlog audit verify --json"),
+    help=_(
+        "Check the audit log: walk its hash chain, replay it into a scratch catalog and compare every table with "
+        "it (the log is the catalog's journal), and check heads written down earlier (anchors). Exit 3 naming "
+        "every entry that does not fit, every row that differs and every anchor the log no longer holds."
+    ),
+    epilog=_examples(
+        "avlog audit verify",
+        "avlog audit verify --anchor /var/log/avlog/anchors.jsonl",
+        "avlog audit verify --disc /srv/avlog/discs/AVLOG_2026_0001.iso",
+        "avlog audit verify --expect 812:3f9a01c2…(64 hex digits) --json",
+    ),
 )
-def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def audit_verify(
+    ctx: typer.Context,
+    anchor_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--anchor",
+            readable=False,
+            help=_("An anchor file (avlog audit anchor --to FILE): every head in it must still be in the log."),
+            show_default=False,
+        ),
+    ] = None,
+    discs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--disc",
+            readable=False,
+            help=_("A disc image or drive: the head it carries must still be in the log."),
+            show_default=False,
+        ),
+    ] = None,
+    expect: Annotated[
+        list[str] | None,
+        typer.Option("--expect", help=_("A head written down by hand, as SEQ:HASH."), show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     from avlog import render
+    from avlog.store import anchor, journal
     from avlog.store.audit import verify_chain
 
+    wanted = [anchor.parse_expect(text) for text in expect or []]
     with _closing(_open(ctx)) as c:
-        report = verify_chain(c.catalog.db)
-    brk = report.first_break
+        db = c.catalog.db
+        report = verify_chain(db)
+        brk = report.first_break
+        differences: list[journal.Difference] = []
+        if brk is None:  # a broken chain cannot be replayed: its first break is the finding
+            differences = journal.check(db, limit=DIFFERENCES_SHOWN * 20)
+        anchors, unreadable = _gather_anchors(c, anchor_files or [], discs or [], wanted)
+        own = anchor.store_id(db)
+        checked = [(a, anchor.problem(db, a, own)) for a in anchors]
+    failures = [p for _a, p in checked if p] + unreadable
+    ok = brk is None and not differences and not failures
     if as_json:
         render.emit_json(
             {
                 "entries": report.entries,
                 "head": report.head,
-                "ok": brk is None,
+                "ok": ok,
                 "first_break": {"seq": brk.seq, "reason": brk.reason} if brk else None,
+                "differences": [d.to_json() for d in differences],
+                "anchors": [
+                    {"source": a.source, "seq": a.seq, "hash": a.hash, "at": a.at, "ok": p is None, "problem": p}
+                    for a, p in checked
+                ],
+                "unreadable_anchors": unreadable,
             }
         )
-    elif brk is None:
-        render.err.print(_("Audit chain intact: {n} entries, head {head}").format(n=report.entries, head=report.head))
+    else:
+        if brk is None:
+            render.err.print(
+                _("Audit chain intact: {n} entries, head {head}").format(n=report.entries, head=report.head)
+            )
+            if not differences:
+                render.err.print(_("Every table agrees with the log."))
+        for d in differences[:DIFFERENCES_SHOWN]:
+            render.out.print(d.text())
+        if len(differences) > DIFFERENCES_SHOWN:
+            render.out.print(
+                _("… and {n} more differences (all of them with --json)").format(n=len(differences) - DIFFERENCES_SHOWN)
+            )
+        for a, p in checked:
+            if p is None:
+                render.err.print(
+                    _("Anchor {seq}:{hash} ({source}) holds").format(seq=a.seq, hash=a.hash[:16], source=a.source)
+                )
+            else:
+                render.out.print(_("Anchor {seq} ({source}): {problem}").format(seq=a.seq, source=a.source, problem=p))
+        for source in unreadable:
+            render.out.print(_("{source} is not an anchor line").format(source=source))
     if brk is not None:
         raise IntegrityError(_("audit entry {seq} is broken: {reason}").format(seq=brk.seq, reason=brk.reason))
+    if differences:
+        raise IntegrityError(
+            _("the catalog differs from its audit log: {first}").format(first=differences[0].text())
+            if len(differences) == 1
+            else _("the catalog differs from its audit log in {n} places, the first: {first}").format(
+                n=len(differences), first=differences[0].text()
+            )
+        )
+    if failures:
+        raise IntegrityError(_("the audit log no longer holds an anchored head: {problem}").format(problem=failures[0]))
+
+
+#: Differences printed as lines (``--json`` lists more).
+DIFFERENCES_SHOWN = 50
+
+
+def _gather_anchors(c: Context, files: list[Path], discs: list[Path], given: list[Any]) -> tuple[list[Any], list[str]]:
+    """The anchors to check: every line of the anchor files (this store's, and those of unknown store), the
+    head each disc carries, and those given by hand; plus the lines that are not anchors."""
+    from avlog.iso.verify import read_tags
+    from avlog.store import anchor
+
+    found = list(given)
+    unreadable: list[str] = []
+    for path in files:
+        anchors, bad = anchor.read_file(path)
+        found += anchors
+        unreadable += bad
+    for disc in discs:
+        carried = anchor.from_disc_tags(read_tags(disc, ("data/catalog.json",)), str(disc))
+        if carried is None:
+            unreadable.append(str(disc))
+        else:
+            found.append(carried)
+    return found, unreadable
+
+
+@audit_app.command(
+    "anchor",
+    help=_(
+        "Write the audit chain's head (entry number, hash, time, store) where the store's owner cannot rewrite it "
+        "quietly: appended to a file outside the store (make it append-only with chattr +a) and/or the system "
+        "log. Check it later with avlog audit verify --anchor FILE or --expect SEQ:HASH."
+    ),
+    epilog=_examples(
+        "avlog audit anchor --syslog",
+        "avlog audit anchor --to /var/log/avlog/anchors.jsonl --syslog",
+        "avlog audit anchor --json",
+    ),
+)
+def audit_anchor(
+    ctx: typer.Context,
+    to: Annotated[
+        list[Path] | None,
+        typer.Option("--to", help=_("Append the head to this file (outside the store)."), show_default=False),
+    ] = None,
+    syslog: Annotated[bool, typer.Option("--syslog", help=_("Send the head to the system log (logger)."))] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    from avlog import render
+    from avlog.store import anchor
+    from avlog.store.audit import verify_chain
+
+    with _closing(_open(ctx)) as c:
+        report = verify_chain(c.catalog.db)
+        if report.first_break is not None:
+            # Anchoring a broken chain would certify it.
+            raise IntegrityError(
+                _("no anchor written: audit entry {seq} is broken: {reason}").format(
+                    seq=report.first_break.seq, reason=report.first_break.reason
+                )
+            )
+        head = anchor.current(c.catalog.db, c.clock().astimezone(c.settings.tz).isoformat(timespec="seconds"))
+        places = []
+        for path in to or []:
+            anchor.append_to(path, head, c.root)
+            places.append(str(path.expanduser().absolute()))
+        if syslog:
+            anchor.to_syslog(head)
+            places.append("syslog")
+        if not c.catalog.read_only:
+            with c.catalog.change():
+                c.catalog.audit("audit.anchor", "store", {"seq": head.seq, "hash": head.hash, "to": places})
+    if as_json:
+        render.emit_json({**head.to_json(), "to": places})
+    else:
+        render.out.print(f"{head.seq}:{head.hash}")
+        if places:
+            render.err.print(_("Anchored entry {seq} to: {places}").format(seq=head.seq, places=", ".join(places)))
+        else:
+            render.err.print(_("Write this head down outside the store, or anchor it with --to FILE or --syslog."))
 
 
 @audit_app.command(

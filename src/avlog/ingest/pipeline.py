@@ -100,8 +100,8 @@ def _mark_interrupted(ctx: Context) -> None:
             pass
         except PermissionError:
             continue
-        with ctx.catalog.change() as db:
-            db.execute("UPDATE ingests SET status = 'interrupted' WHERE id = ?", [row["id"]])
+        with ctx.catalog.change():
+            ctx.catalog.update("ingests", row["id"], {"status": "interrupted"}, where="status = 'running'")
             ctx.catalog.audit("ingest.interrupted", f"ingest:{row['id']}", {"pid": row["pid"]})
 
 
@@ -168,7 +168,7 @@ def _record(
     """Commit one file's outcome: object row, clip row (when new) and audit entry, in one transaction."""
     catalog = ctx.catalog
     now = catalog.now()
-    with catalog.change() as db:
+    with catalog.change():
         # Under the catalog's write lock, which the retention sweep also holds while it removes objects:
         # the object this clip will name is on disk now, so no clip row is committed without its bytes.
         if ctx.objects.size(digests.blake3) != digests.size:
@@ -177,15 +177,13 @@ def _record(
                     path=entry.path
                 )
             )
-        db.execute(
-            "INSERT OR IGNORE INTO objects (blake3, sha256, size, stored_at) VALUES (?, ?, ?, ?)",
-            [digests.blake3, digests.sha256, digests.size, now],
+        catalog.insert(
+            "objects",
+            {"blake3": digests.blake3, "sha256": digests.sha256, "size": digests.size, "stored_at": now},
+            or_ignore=True,
         )
         if item.repaired:
-            db.execute(
-                "UPDATE objects SET last_verify_result = 'repaired', last_verified_at = ? WHERE blake3 = ?",
-                [now, digests.blake3],
-            )
+            catalog.observe("objects", digests.blake3, {"last_verify_result": "repaired", "last_verified_at": now})
             catalog.audit("object.repair", f"object:{digests.blake3}", {"ingest": report.ingest_id}, at=now)
         existing = catalog.clip_by_key(report.device_serial, entry.path, digests.blake3)
         if existing is not None:
@@ -201,6 +199,7 @@ def _record(
                 "ingest_id": report.ingest_id,
                 "original_path": entry.path,
                 "original_mtime": to_db(entry.mtime) if entry.mtime else None,
+                "original_name": _original_name(entry),
                 "media_kind": item.media_kind,
                 "container": info.container,
                 "codec": info.codec,
@@ -212,18 +211,20 @@ def _record(
                 "ingested_at": now,
                 "state": "stored",
             }
-            item.clip_id = db.table("clips").insert(clip).last_pk
+            item.clip_id = catalog.insert("clips", clip)
             item.new_clip = True
-        db.table("ingest_items").insert(
+        catalog.insert(
+            "ingest_items",
             {
                 "ingest_id": report.ingest_id,
                 "original_path": entry.path,
+                "original_name": _original_name(entry),
                 "size": digests.size,
                 "status": item.status,
                 "blake3": digests.blake3,
                 "sha256": digests.sha256,
                 "clip_id": item.clip_id,
-            }
+            },
         )
         details = {
             "ingest": report.ingest_id,
@@ -239,16 +240,24 @@ def _record(
             ctx.catalog.audit("ingest.duplicate", f"clip:{item.clip_id}", details, at=now)
 
 
+def _original_name(entry: SourceEntry) -> str | None:
+    """The name's bytes as the card stores them (JSON), kept where the name shown differs from them."""
+    raw = getattr(entry, "original_name", None)
+    return json.dumps(raw, sort_keys=True) if raw else None
+
+
 def _record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
-    with ctx.catalog.change() as db:
-        db.table("ingest_items").insert(
+    with ctx.catalog.change():
+        ctx.catalog.insert(
+            "ingest_items",
             {
                 "ingest_id": report.ingest_id,
                 "original_path": item.original_path,
+                "original_name": item.original_name,
                 "size": item.size,
                 "status": "failed",
                 "error": item.error,
-            }
+            },
         )
         ctx.catalog.audit(
             "ingest.failed",
@@ -300,25 +309,22 @@ def ingest(
         plugged_at=plugged_at or started,
     )
     plan = list(_plan(source, report))
-    with catalog.change() as db:
-        ingest_id = (
-            db.table("ingests")
-            .insert(
-                {
-                    "started_at": to_db(started),
-                    "actor": ctx.actor,
-                    "host": ctx.host,
-                    "pid": os.getpid(),
-                    "device_serial": device_serial,
-                    "device_registered": int(device is not None),
-                    "custodian": report.custodian,
-                    "source": source.location,
-                    "source_kind": source.kind,
-                    "status": "running",
-                    "skipped": sum(report.skipped.values()),
-                }
-            )
-            .last_pk
+    with catalog.change():
+        ingest_id = catalog.insert(
+            "ingests",
+            {
+                "started_at": to_db(started),
+                "actor": ctx.actor,
+                "host": ctx.host,
+                "pid": os.getpid(),
+                "device_serial": device_serial,
+                "device_registered": int(device is not None),
+                "custodian": report.custodian,
+                "source": source.location,
+                "source_kind": source.kind,
+                "status": "running",
+                "skipped": sum(report.skipped.values()),
+            },
         )
         assert ingest_id is not None
         report.ingest_id = int(ingest_id)
@@ -348,7 +354,9 @@ def ingest(
         in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool, bool]]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             for entry, kind in plan:
-                item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind)
+                item = ItemResult(
+                    original_path=entry.path, size=entry.size, media_kind=kind, original_name=_original_name(entry)
+                )
                 report.items.append(item)
                 if entry.error is not None:
                     item.media_kind, item.error = None, entry.error
@@ -502,9 +510,10 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
         "verdict": report.clock.finding.kind if report.clock.finding else "ok",
     }
     try:
-        with catalog.change() as db:
+        with catalog.change():
             for f in report.findings:
-                db.table("findings").insert(
+                catalog.insert(
+                    "findings",
                     {
                         "ingest_id": report.ingest_id,
                         "device_serial": report.device_serial,
@@ -513,21 +522,20 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
                         "other_clip_id": f.other_clip_id,
                         "seconds": f.seconds,
                         "detail": json.dumps(f.detail, ensure_ascii=False) if f.detail else None,
-                    }
+                    },
                 )
-            db.execute(
-                "UPDATE ingests SET finished_at = ?, status = ?, stored = ?, duplicates = ?, failed = ?, "
-                "bytes_stored = ?, clock_notes = ? WHERE id = ?",
-                [
-                    to_db(report.finished_at),
-                    report.status,
-                    report.stored,
-                    report.duplicates,
-                    report.failed,
-                    report.bytes_stored,
-                    json.dumps(clock_notes),
-                    report.ingest_id,
-                ],
+            catalog.update(
+                "ingests",
+                report.ingest_id,
+                {
+                    "finished_at": to_db(report.finished_at),
+                    "status": report.status,
+                    "stored": report.stored,
+                    "duplicates": report.duplicates,
+                    "failed": report.failed,
+                    "bytes_stored": report.bytes_stored,
+                    "clock_notes": json.dumps(clock_notes),
+                },
             )
             counts: dict[str, int] = {}
             for f in report.findings:

@@ -49,6 +49,7 @@ class ItemResult:
     repaired: bool = False  # this copy replaced a damaged or missing object
     time_source: str | None = None
     probe_error: str | None = None
+    original_name: str | None = None  # the name's bytes (JSON) where the path shown differs from them
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

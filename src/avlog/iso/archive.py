@@ -37,6 +37,8 @@ from avlog.iso.build import DiscFile, Image, Volume, safe_name
 from avlog.iso.media import MEDIA, SECTOR, Medium
 from avlog.iso.plan import Item, Plan, PlannedDisc, plan
 from avlog.iso.verify import Reading, read_medium
+from avlog.store.audit import head
+from avlog.store.journal import require_agreement
 from avlog.store.objects import fsync_dir
 from avlog.timefmt import from_db, show
 
@@ -287,6 +289,14 @@ def burn_iso(
     report = BurnReport(medium, dry_run=dry_run, evidence_case=evidence_for)
     out_dir = (out or ctx.root / "discs").absolute()
     with burn_lock(ctx):
+        if not dry_run:
+            require_agreement(
+                ctx.catalog.db,
+                _(
+                    "burn-iso made no disc: the catalog differs from its audit log, first at {difference}; "
+                    "see every difference with: avlog audit verify"
+                ),
+            )
         report.selected = select(ctx, case=case, flag_reason=flag_reason, clips=clips, evidence_for=evidence_for)
         by_id = {s.clip["id"]: s for s in report.selected}
         paths = _paths(report.selected)
@@ -412,6 +422,12 @@ def _planned(volume_id: str, medium: Medium, disc: PlannedDisc) -> DiscResult:
     )
 
 
+def _audit_head(ctx: Context) -> dict[str, Any]:
+    """The chain's head as the disc carries it: an anchor ``avlog audit verify --disc`` checks later."""
+    seq, digest = head(ctx.catalog.db)
+    return {"seq": seq, "hash": digest, "store": registry.store_id(ctx)}
+
+
 def _reasons(chosen: list[Selected]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     reasons = sorted({f["reason"] for s in chosen for f in s.flags})
     cases = sorted({c for s in chosen for c in s.cases})
@@ -458,6 +474,7 @@ def _make_disc(
         group=group,
         index=index,
         count=count,
+        audit_head=_audit_head(ctx),
     )
     disc_clips = [
         bag.DiscClip(paths[s.clip["id"]], s.clip["size"], s.clip["sha256"], s.clip["blake3"], s.entry)

@@ -74,6 +74,8 @@ class DiscInfo:
     group: str = ""  # the burn-iso run: its discs share this
     index: int = 1
     count: int = 1
+    #: The store's audit head when the disc was made (an anchor of the chain, see avlog.store.anchor).
+    audit_head: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,6 +102,7 @@ def catalog_json(info: DiscInfo, clips: Sequence[DiscClip]) -> bytes:
             "evidence_case": info.evidence_case,
             "disc": f"{info.index} of {info.count}",
             "group": info.group,
+            "audit_head": info.audit_head,
         },
         "clips": [{"path": c.path, **c.entry} for c in clips],
     }
@@ -253,6 +256,8 @@ def bag_info(info: DiscInfo, clips: Sequence[DiscClip], data_files: int, data_by
         ("Avlog-Store", info.store),
         ("Avlog-Store-Id", info.store_id),
     ]
+    if info.audit_head:
+        fields.append(("Avlog-Audit-Head", f"{info.audit_head['seq']}:{info.audit_head['hash']}"))
     fields += [("Avlog-Art20-Reason", r) for r in info.reasons]
     fields += [("Avlog-Case", c) for c in info.cases]
     if info.evidence_case:

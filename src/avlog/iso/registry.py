@@ -20,6 +20,7 @@ from typing import Any
 from avlog.context import Context
 from avlog.errors import AvlogError, NotFound, UsageError
 from avlog.i18n import _
+from avlog.store import anchor
 
 Row = dict[str, Any]
 
@@ -44,12 +45,11 @@ def volume_id(year: int, seq: int) -> str:
 
 
 def store_id(ctx: Context) -> str:
-    """This store's identity on its discs: the start of its first audit entry's hash (``store.init``).
+    """This store's identity on its discs (:func:`avlog.store.anchor.store_id`).
 
     Two stores number their discs alike (``AVLOG_2026_0001``); this tells their discs apart.
     """
-    row = ctx.catalog.one("SELECT hash FROM audit ORDER BY seq LIMIT 1")
-    return str(row["hash"])[:32].upper() if row else "0" * 32
+    return anchor.store_id(ctx.catalog.db)
 
 
 def volume_set_id(ctx: Context) -> str:
@@ -111,10 +111,10 @@ def standing_copies(ctx: Context) -> dict[int, int]:
 
 def add_disc(ctx: Context, disc: Row, clips: list[Row]) -> int:
     """Record a verified image and its clips; call inside ``ctx.catalog.change()``."""
-    db = ctx.catalog.db
-    disc_id = db.table("discs").insert(disc).last_pk
+    disc_id = ctx.catalog.insert("discs", disc)
     assert isinstance(disc_id, int)
-    db.table("disc_clips").insert_all({**c, "disc_id": disc_id} for c in clips)
+    for c in clips:
+        ctx.catalog.insert("disc_clips", {**c, "disc_id": disc_id})
     ctx.catalog.audit(
         "disc.add",
         f"disc:{disc['volume_id']}",
@@ -147,7 +147,7 @@ def mark(
         raise UsageError(_("say what happened: --burned, --location, --lost or --unreadable"))
     if (lost or unreadable) and not note:
         raise UsageError(_("--note is required for --lost and --unreadable: say what happened"))
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         disc = resolve(ctx, ref)
         changes: dict[str, Any] = {}
         if burned:
@@ -169,7 +169,7 @@ def mark(
                 raise UsageError(_("--location must say where the disc is kept"))
             changes["location"] = location.strip()
         if changes:
-            db.table("discs").update(disc["id"], changes)
+            ctx.catalog.update("discs", disc["id"], changes)
         ctx.catalog.audit(
             "disc.mark",
             f"disc:{disc['volume_id']}",
@@ -185,14 +185,14 @@ def record_verification(ctx: Context, disc: Row, *, medium: str, source: str, re
     marked lost or unreadable that turns up and reads well is burned again): its state follows.
     """
     at = ctx.catalog.now()
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         fresh = resolve(ctx, str(disc["id"]))
         changes: dict[str, Any] = {f"{medium}_verified_at": at, f"{medium}_verify_result": result}
         if medium == "disc" and result == "ok" and fresh["state"] != "burned":
             changes["state"] = "burned"
             if not fresh["burned_at"]:
                 changes.update(burned_at=at, burned_by=ctx.actor)
-        db.table("discs").update(fresh["id"], changes)
+        ctx.catalog.update("discs", fresh["id"], changes)
         ctx.catalog.audit(
             "disc.verify",
             f"disc:{fresh['volume_id']}",

@@ -216,6 +216,44 @@ def read_medium(path: Path, *, small_files: tuple[str, ...] = (), progress: Prog
         os.close(fd)
 
 
+#: A tag file read on its own (catalog.json of a full BD holds a few MB).
+MAX_TAG_BYTES = 64 << 20
+
+
+def read_tags(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """Only some small files of an image or disc (by their real path), found through its UDF tree, without
+    reading the rest of the medium; a file that is absent or too large is left out."""
+    fd, _is_device, _size = _open(path)
+    found: dict[str, bytes] = {}
+    try:
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as fp:
+            iso = pycdlib.PyCdlib()
+            try:
+                iso.open_fp(fp)
+                for name in names:
+                    try:
+                        extents = list(iso.get_file_byte_extents(udf_path="/" + name))
+                    except pycdlib.pycdlibexception.PyCdlibException:
+                        continue
+                    if sum(length for _start, length in extents) > MAX_TAG_BYTES:
+                        continue
+                    found[name] = b"".join(os.pread(fd, length, start) for start, length in extents)
+            except OSError as exc:
+                raise IntegrityError(
+                    _("cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+                ) from exc
+            except (pycdlib.pycdlibexception.PyCdlibException, ValueError, IndexError, struct.error) as exc:
+                raise IntegrityError(
+                    _("{path} is not a readable ISO 9660 image: {reason}").format(path=path, reason=exc)
+                ) from exc
+            finally:
+                with contextlib.suppress(Exception):
+                    iso.close()
+    finally:
+        os.close(fd)
+    return found
+
+
 def _hash_pass(
     fd: int,
     reading: Reading,

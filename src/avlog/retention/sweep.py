@@ -46,6 +46,7 @@ from avlog.retention.policy import (
     decide,
     retention_end,
 )
+from avlog.store.journal import require_agreement
 from avlog.timefmt import from_db, to_db
 
 Row = dict[str, Any]
@@ -376,7 +377,7 @@ def _remove_leftovers(ctx: Context, report: SweepReport) -> None:
 
 def _purge_one(ctx: Context, clip: Row, policy: Policy, now: datetime, report: SweepReport) -> None:
     tz = ctx.settings.tz
-    with ctx.catalog.change() as db:
+    with ctx.catalog.change():
         # Re-check in the same transaction: a flag, case or hold placed since the sweep looked wins.
         (fresh, facts), *_rest = load_facts(ctx, clip["id"])
         decision = decide(facts, policy, now, tz)
@@ -385,9 +386,8 @@ def _purge_one(ctx: Context, clip: Row, policy: Policy, now: datetime, report: S
             return
         at = to_db(now)
         reason = _purge_reason(facts, policy, ctx)
-        db.execute(
-            "UPDATE clips SET state = ?, purged_at = ?, purge_reason = ? WHERE id = ? AND state = 'stored'",
-            [PURGED, at, reason, fresh["id"]],
+        ctx.catalog.update(
+            "clips", fresh["id"], {"state": PURGED, "purged_at": at, "purge_reason": reason}, where="state = 'stored'"
         )
         ctx.catalog.audit(
             "clip.purge",
@@ -430,6 +430,14 @@ def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> Swee
     if dry_run:
         return _decide_all(ctx, (as_of or ctx.clock()).astimezone(UTC), dry_run=True, preview=as_of is not None)
     with sweep_lock(ctx):
+        # The decisions below read the tables; a row changed behind avlog's back (a flag deleted) must not decide.
+        require_agreement(
+            ctx.catalog.db,
+            _(
+                "the retention sweep purged nothing: the catalog differs from its audit log, first at {difference}; "
+                "see every difference with: avlog audit verify"
+            ),
+        )
         return _decide_all(ctx, ctx.clock().astimezone(UTC), dry_run=False, preview=False)
 
 
@@ -453,12 +461,12 @@ def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) ->
         return report
     if to_mark or to_rescue:
         at = to_db(now)
-        with ctx.catalog.change() as db:
+        with ctx.catalog.change():
             for clip in to_mark:
-                db.execute("UPDATE clips SET due_since = ? WHERE id = ? AND due_since IS NULL", [at, clip["id"]])
+                ctx.catalog.update("clips", clip["id"], {"due_since": at}, where="due_since IS NULL")
                 ctx.catalog.audit("clip.due", f"clip:{clip['id']}", {"due_since": at}, at=at)
             for clip in to_rescue:
-                db.execute("UPDATE clips SET due_since = NULL WHERE id = ?", [clip["id"]])
+                ctx.catalog.update("clips", clip["id"], {"due_since": None})
                 ctx.catalog.audit("clip.rescued", f"clip:{clip['id']}", {"was_due_since": clip["due_since"]}, at=at)
         report.newly_due = [c["id"] for c in to_mark]
         report.rescued = [c["id"] for c in to_rescue]

@@ -5,10 +5,19 @@ the UTF-8 bytes of the compact JSON array
 
     [seq, at, actor, action, subject, details, prev_hash]
 
+or, for an entry that records the operating-system account that wrote it
+(``login``, every entry since catalog step 0005),
+
+    [seq, at, actor, action, subject, details, prev_hash, login]
+
 where ``details`` is the stored JSON text itself (keys sorted, no spaces,
 non-ASCII kept). The first entry's ``prev_hash`` is 64 zeros. Anyone can
 re-check the chain with a few lines of any language; ``avlog audit verify``
 does it and names the first entry that does not fit.
+
+``actor`` is the person acting (``$AVLOG_USER`` where the process may take it,
+else the login); ``login`` is the account the process ran as, which a person
+cannot choose. The log is also the catalog's journal: see :mod:`avlog.store.journal`.
 """
 
 from __future__ import annotations
@@ -30,25 +39,52 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def entry_hash(seq: int, at: str, actor: str, action: str, subject: str, details: str, prev_hash: str) -> str:
-    material = json.dumps(
-        [seq, at, actor, action, subject, details, prev_hash], separators=(",", ":"), ensure_ascii=False
-    )
+def entry_hash(
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    subject: str,
+    details: str,
+    prev_hash: str,
+    login: str | None = None,
+) -> str:
+    fields: list[Any] = [seq, at, actor, action, subject, details, prev_hash]
+    if login is not None:
+        fields.append(login)
+    material = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def append(db: Database, *, at: str, actor: str, action: str, subject: str, details: dict[str, Any]) -> int:
+def append(
+    db: Database,
+    *,
+    at: str,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
+    login: str | None = None,
+) -> int:
     """Add one entry inside the caller's open transaction; return its sequence number."""
     if not db.conn.in_transaction:
         raise RuntimeError("audit entries are written inside the change's own transaction")
     head = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
     details_text = canonical_json(details)
-    digest = entry_hash(seq, at, actor, action, subject, details_text, prev)
-    db.execute(
-        "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [seq, at, actor, action, subject, details_text, prev, digest],
-    )
+    digest = entry_hash(seq, at, actor, action, subject, details_text, prev, login)
+    if login is None:
+        db.execute(
+            "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq, at, actor, action, subject, details_text, prev, digest],
+        )
+    else:
+        db.execute(
+            "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash, login) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [seq, at, actor, action, subject, details_text, prev, digest, login],
+        )
     return seq
 
 
@@ -65,11 +101,25 @@ class ChainReport:
     first_break: ChainBreak | None
 
 
-def iter_entries(db: Database) -> Iterator[dict[str, Any]]:
-    cursor = db.execute("SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY seq")
+def _columns(db: Database) -> str:
+    """The columns an entry is read with: ``login`` exists from catalog step 0005 on."""
+    names = {row[1] for row in db.execute("PRAGMA table_info(audit)")}
+    login = "login" if "login" in names else "NULL AS login"
+    return f"seq, at, actor, action, subject, details, prev_hash, hash, {login}"
+
+
+def iter_entries(db: Database, since: int = 0) -> Iterator[dict[str, Any]]:
+    """Entries in sequence order, from ``since + 1`` on."""
+    cursor = db.execute(f"SELECT {_columns(db)} FROM audit WHERE seq > ? ORDER BY seq", [since])
     cols = [c[0] for c in cursor.description]
     for row in cursor:
         yield dict(zip(cols, row, strict=True))
+
+
+def head(db: Database) -> tuple[int, str]:
+    """The last entry's sequence number and hash; ``(0, GENESIS)`` for an empty log."""
+    row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
 def verify_chain(db: Database) -> ChainReport:
@@ -84,7 +134,14 @@ def verify_chain(db: Database) -> ChainReport:
         if row["prev_hash"] != prev:
             return ChainReport(count, prev, ChainBreak(row["seq"], _("it does not link to the entry before it")))
         digest = entry_hash(
-            row["seq"], row["at"], row["actor"], row["action"], row["subject"], row["details"], row["prev_hash"]
+            row["seq"],
+            row["at"],
+            row["actor"],
+            row["action"],
+            row["subject"],
+            row["details"],
+            row["prev_hash"],
+            row["login"],
         )
         if digest != row["hash"]:
             return ChainReport(count, prev, ChainBreak(row["seq"], _("its content does not match its hash")))

@@ -3,12 +3,23 @@
 Every change runs in one ``BEGIN IMMEDIATE`` transaction together with its
 audit entry (:meth:`Catalog.change`), so a change and its record commit or
 vanish together, and two processes never fork the audit chain.
+
+Rows are written only through :meth:`Catalog.insert` and :meth:`Catalog.update`,
+which hand each write to the next :meth:`Catalog.audit` entry of the transaction
+(the journal, :mod:`avlog.store.journal`). At commit the number of rows SQLite
+changed must equal the writes the entries describe plus the entries themselves;
+otherwise the transaction is rolled back: no row can enter the catalog without
+its entry.
+
+A store on a read-only filesystem (or one this account may not write) is opened
+read-only: listings and checks work, changes fail with one line.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -22,10 +33,42 @@ from sqlite_utils import Database
 from avlog.errors import AvlogError, DiskFull, NotFound, StoreError, UsageError
 from avlog.i18n import _
 from avlog.store import audit
-from avlog.store.migrations import migrate
+from avlog.store.journal import TABLES, journaled
+from avlog.store.migrations import STEPS, migrate
 from avlog.timefmt import to_db
 
 Row = dict[str, Any]
+
+
+class ReadOnlyStore(StoreError):
+    """The store cannot be written (a read-only filesystem or another account's store)."""
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return False
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def _connect(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A connection to the catalog and whether it is read-only.
+
+    A writable store is opened as usual. A read-only one is opened ``mode=ro`` when its WAL files exist,
+    else ``immutable=1`` (WAL needs its shared-memory file even to read, and nothing can create it there;
+    with no WAL file every committed change is in the main file).
+    """
+    if _writable(path.parent):
+        return sqlite3.connect(path, timeout=30), False
+    wal = path.with_name(path.name + "-wal")
+    try:
+        pending = wal.stat().st_size > 0
+    except FileNotFoundError:
+        pending = False
+    mode = "mode=ro" if pending else "immutable=1"
+    return sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, timeout=30), True
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:
@@ -40,19 +83,32 @@ def _no_room(folder: Path) -> bool:
 
 
 class Catalog:
-    def __init__(self, path: Path, *, actor: str, clock: Callable[[], datetime]):
+    def __init__(self, path: Path, *, actor: str, clock: Callable[[], datetime], login: str | None = None):
         self.path = path
         self.actor = actor
+        self.login = login
         self.clock = clock
+        self._writes: list[list[Any]] = []  # rows written since the last entry, for the next one
+        self._counted = 0  # rows changed in this transaction that an entry accounts for
         try:
-            conn = sqlite3.connect(path, timeout=30)
+            conn, self.read_only = _connect(path)
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.enable_wal()
-            # WAL with synchronous=FULL: a committed change survives a power cut.
-            self.db.execute("PRAGMA synchronous = FULL")
-            migrate(self.db, actor=actor, at=to_db(clock()))
+            if self.read_only:
+                applied = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if applied < len(STEPS):
+                    raise ReadOnlyStore(
+                        _(
+                            "the catalog {path} needs an upgrade, which a read-only store cannot take; "
+                            "open it once where it can be written"
+                        ).format(path=path)
+                    )
+            else:
+                self.db.enable_wal()
+                # WAL with synchronous=FULL: a committed change survives a power cut.
+                self.db.execute("PRAGMA synchronous = FULL")
+                migrate(self.db, actor=actor, at=to_db(clock()), login=login)
         except sqlite3.DatabaseError as exc:
             if _no_room(path.parent):
                 # WAL needs its shared-memory file even to read: a full disk shows up as an I/O error.
@@ -72,14 +128,26 @@ class Catalog:
     @contextmanager
     def change(self) -> Iterator[Database]:
         """One write transaction; commits on success, rolls back on any exception."""
+        if self.read_only:
+            raise ReadOnlyStore(
+                _("the store at {path} is read-only: it can be listed and checked, not changed").format(
+                    path=self.path.parent
+                )
+            )
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise StoreError(_("the catalog is busy or locked: {reason}").format(reason=exc)) from exc
+        self._writes, self._counted = [], 0
+        before = self.db.conn.total_changes
         try:
             yield self.db
+            if self._writes or self.db.conn.total_changes - before != self._counted:
+                # A row written past insert()/update(), or written and not described by an entry.
+                raise RuntimeError("a catalog change wrote rows that no audit entry describes")
             self.db.execute("COMMIT")
         except BaseException as exc:
+            self._writes = []
             if self.db.conn.in_transaction:
                 self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError) and _is_disk_full(exc):
@@ -89,9 +157,76 @@ class Catalog:
             raise
 
     def audit(self, action: str, subject: str, details: dict[str, Any], *, at: str | None = None) -> int:
+        """Append an entry describing the change, with the rows written since the previous entry."""
+        rows, self._writes = self._writes, []
+        self._counted += 1
         return audit.append(
-            self.db, at=at or self.now(), actor=self.actor, action=action, subject=subject, details=details
+            self.db,
+            at=at or self.now(),
+            actor=self.actor,
+            login=self.login,
+            action=action,
+            subject=subject,
+            details={**details, "rows": rows},
         )
+
+    # -- journaled writes ---------------------------------------------------------------------------
+
+    def _in_change(self) -> None:
+        if not self.db.conn.in_transaction:
+            raise RuntimeError("catalog rows are written inside Catalog.change()")
+
+    def insert(self, table: str, row: Row, *, or_ignore: bool = False) -> Any:
+        """Insert one row into a journaled table; its primary key, or None when ``or_ignore`` kept an existing one.
+
+        The row as stored (defaults included) goes into the next audit entry.
+        """
+        self._in_change()
+        pk = TABLES[table].pk
+        names = list(row)
+        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+        cursor = self.db.conn.execute(
+            f"{verb} INTO [{table}] ({', '.join(f'[{n}]' for n in names)}) VALUES ({', '.join('?' for _ in names)})",
+            list(row.values()),
+        )
+        if cursor.rowcount == 0:
+            return None
+        key = row.get(pk, cursor.lastrowid)
+        stored = self.db.conn.execute(f"SELECT * FROM [{table}] WHERE [{pk}] = ?", [key])
+        columns = [c[0] for c in stored.description]
+        self._writes.append(["insert", table, journaled(table, dict(zip(columns, stored.fetchone(), strict=True)))])
+        self._counted += 1
+        return key
+
+    def update(self, table: str, key: Any, values: Row, *, where: str = "", params: list[Any] | None = None) -> bool:
+        """Set ``values`` on the row ``key`` of a journaled table (only if the extra SQL condition ``where``
+        holds); whether a row changed. The change goes into the next audit entry."""
+        self._in_change()
+        pk = TABLES[table].pk
+        kept = journaled(table, values)
+        if kept != values:
+            raise ValueError(f"{table}: {sorted(set(values) - set(kept))} are observations; use observe()")
+        cursor = self.db.conn.execute(
+            f"UPDATE [{table}] SET {', '.join(f'[{n}] = ?' for n in values)} WHERE [{pk}] = ?"
+            + (f" AND ({where})" if where else ""),
+            [*values.values(), key, *(params or [])],
+        )
+        if cursor.rowcount == 0:
+            return False
+        self._writes.append(["update", table, {pk: key, **values}])
+        self._counted += 1
+        return True
+
+    def observe(self, table: str, key: Any, values: Row) -> None:
+        """Set columns the journal leaves out (what the last check saw); no row of the journal."""
+        self._in_change()
+        if journaled(table, values):
+            raise ValueError(f"{table}: {sorted(journaled(table, values))} are records; use update()")
+        pk = TABLES[table].pk
+        cursor = self.db.conn.execute(
+            f"UPDATE [{table}] SET {', '.join(f'[{n}] = ?' for n in values)} WHERE [{pk}] = ?", [*values.values(), key]
+        )
+        self._counted += cursor.rowcount
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[Row]:
         return list(self.db.query(sql, params or []))
@@ -119,7 +254,7 @@ class Catalog:
                 "registered_at": self.now(),
                 "registered_by": self.actor,
             }
-            self.db.table("devices").insert(row)
+            self.insert("devices", row)
             self.audit(
                 "device.register", f"device:{serial}", {k: row[k] for k in ("custodian", "unit", "kind", "label")}
             )
@@ -229,10 +364,7 @@ class Catalog:
         at = self.now()
         with self.change():
             for blake3, problem in results.items():
-                self.db.execute(
-                    "UPDATE objects SET last_verified_at = ?, last_verify_result = ? WHERE blake3 = ?",
-                    [at, problem or "ok", blake3],
-                )
+                self.observe("objects", blake3, {"last_verified_at": at, "last_verify_result": problem or "ok"})
             self.audit("store.verify", "store", summary, at=at)
 
 

@@ -3,6 +3,10 @@
 Each step runs inside one transaction together with the row that records it
 in ``_migrations``; ``PRAGMA user_version`` mirrors the number applied. A step
 is never edited once released: a change is a new step appended to ``STEPS``.
+
+Schema steps change tables only. A step that changes rows must describe them in
+its ``catalog.migrate`` entry like any other change (``rows``, see
+:mod:`avlog.store.journal`), or the journal's replay will name them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import UTC, datetime
 from sqlite_utils import Database
 
 from avlog.store.audit import append
+from avlog.store.journal import begin_journal
 from avlog.timefmt import to_db
 
 
@@ -313,16 +318,33 @@ def _discs(db: Database) -> None:
     db.table("disc_clips").create_index(["clip_id"])
 
 
+def _journal(db: Database) -> None:
+    """The audit log becomes the catalog's journal (see :mod:`avlog.store.journal`); each entry records
+    the operating-system account that wrote it (``audit.login``); a card's original name bytes are kept
+    beside the name shown, where the two differ (``original_name``: JSON ``{"encoding", "parts"}``)."""
+    db.execute("ALTER TABLE audit ADD COLUMN login TEXT")
+    db.table("clips").add_column("original_name", str)
+    db.table("ingest_items").add_column("original_name", str)
+
+
 #: (name, step) in the order they apply. Append only.
 STEPS: list[tuple[str, Callable[[Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_flags_cases_holds", _flags_cases_holds),
     ("0003_listing_indexes", _listing_indexes),
     ("0004_discs", _discs),
+    ("0005_journal", _journal),
 ]
 
+#: Steps that, in a catalog with entries already, also write entries (the journal's baseline).
+JOURNAL_STEPS = {"0005_journal": begin_journal}
 
-def migrate(db: Database, *, actor: str = "avlog", at: str | None = None) -> list[str]:
+
+def _has_login(db: Database) -> bool:
+    return any(row[1] == "login" for row in db.execute("PRAGMA table_info(audit)"))
+
+
+def migrate(db: Database, *, actor: str = "avlog", at: str | None = None, login: str | None = None) -> list[str]:
     """Apply every step not yet recorded; return the names applied now.
 
     A step applied to a catalog that has its audit log already writes a
@@ -347,8 +369,17 @@ def migrate(db: Database, *, actor: str = "avlog", at: str | None = None) -> lis
             applied_at = at or to_db(datetime.now(UTC))
             db.table("_migrations").insert({"name": name, "applied_at": applied_at})
             if existing_log:
+                by = login if _has_login(db) else None
+                if name in JOURNAL_STEPS:
+                    JOURNAL_STEPS[name](db, at=applied_at, actor=actor, login=by)
                 append(
-                    db, at=applied_at, actor=actor, action="catalog.migrate", subject="catalog", details={"step": name}
+                    db,
+                    at=applied_at,
+                    actor=actor,
+                    login=by,
+                    action="catalog.migrate",
+                    subject="catalog",
+                    details={"step": name, "rows": []},
                 )
             db.execute(f"PRAGMA user_version = {number}")
             db.execute("COMMIT")

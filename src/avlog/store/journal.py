@@ -1,0 +1,443 @@
+"""The audit log is the catalog's journal: replaying it rebuilds every table, and what the tables say
+and the log does not is a finding, never trusted.
+
+Every audit entry carries, in its details, the rows its change wrote::
+
+    "rows": [["insert", "clips", {"id": 12, "blake3": "…", "device_serial": "BC-0001", …}],
+             ["update", "flags", {"id": 3, "unflagged_at": "…", "unflagged_by": "…", "unflag_note": "…"}]]
+
+An ``insert`` holds the whole row as it was stored (defaults included); an ``update`` holds the row's
+primary key and the columns it set. Rows are never deleted. :meth:`avlog.store.catalog.Catalog.insert`
+and :meth:`~avlog.store.catalog.Catalog.update` are the only ways avlog writes these tables, and they
+collect each write for the next audit entry of the same transaction; a transaction that wrote a row no
+entry describes is rolled back (the count of changed rows is checked at commit).
+
+:func:`replay` applies every entry's rows, in order, to an empty catalog of the same schema; :func:`compare`
+then names every row that differs between that rebuild and the real tables, with the entry that wrote it.
+``avlog audit verify`` does both, and the retention sweep and ``burn-iso`` do it before they act, so a
+flag row deleted straight in SQLite can never let evidence be purged.
+
+Stores older than the journal (catalog step 0005) have entries without rows. The step that brought them
+up wrote ``catalog.baseline`` entries holding every row as it was then, after comparing the rows with what
+the old entries did say; contradictions found then are kept in a ``catalog.journal`` entry and reported
+by every check from then on. A replay starts from the baseline; entries before it are history only.
+
+Two columns are observations rather than records, and are left out of the journal: ``objects.
+last_verified_at`` and ``objects.last_verify_result`` (what the last ``verify`` saw; the ``store.verify``
+entry keeps its summary). Changing them can only make an ingest replace an object by a proven copy of the
+same content.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from avlog.errors import IntegrityError
+from avlog.i18n import _
+from avlog.store.audit import append, iter_entries
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    pk: str
+    excluded: tuple[str, ...] = ()  # observations, not journaled
+
+
+#: Every table the journal rebuilds, with its primary key, in the order their rows may depend on each other.
+TABLES: dict[str, Table] = {
+    "devices": Table("id"),
+    "ingests": Table("id"),
+    "objects": Table("blake3", ("last_verified_at", "last_verify_result")),
+    "clips": Table("id"),
+    "ingest_items": Table("id"),
+    "findings": Table("id"),
+    "flags": Table("id"),
+    "cases": Table("id"),
+    "case_clips": Table("id"),
+    "holds": Table("id"),
+    "discs": Table("id"),
+    "disc_clips": Table("id"),
+}
+
+BASELINE = "catalog.baseline"
+JOURNAL = "catalog.journal"
+#: Rows per ``catalog.baseline`` entry: one entry stays a few megabytes however large the store.
+BASELINE_CHUNK = 2000
+#: Contradictions written into the ``catalog.journal`` entry (the total is always kept).
+CONTRADICTIONS_KEPT = 1000
+#: The column the rebuild keeps beside each row: the entry that last wrote it.
+_SEQ = "_journal_seq"
+
+
+def journaled(table: str, row: Row) -> Row:
+    """``row`` without the columns the journal leaves out."""
+    excluded = TABLES[table].excluded
+    return {k: v for k, v in row.items() if k not in excluded} if excluded else dict(row)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way the tables and the log disagree.
+
+    ``kind``: ``missing`` (the log wrote the row, the table lacks it), ``unexpected`` (the table holds a row
+    no entry wrote), ``changed`` (``column`` differs), ``entry`` (an entry that cannot be applied: it writes
+    a row twice or updates one never written) or ``contradiction`` (found when the store's journal began).
+    """
+
+    kind: str
+    table: str
+    key: Any
+    column: str | None = None
+    table_value: Any = None
+    log_value: Any = None
+    entry: int | None = None  # the entry that wrote the row (or could not be applied)
+    detail: str | None = None
+
+    def to_json(self) -> Row:
+        return {
+            "kind": self.kind,
+            "table": self.table,
+            "key": self.key,
+            "column": self.column,
+            "table_value": self.table_value,
+            "log_value": self.log_value,
+            "entry": self.entry,
+            "detail": self.detail,
+        }
+
+    def text(self) -> str:
+        """One sentence naming the row and the entry."""
+        row = f"{self.table} {self.key}"
+        if self.kind == "missing":
+            return _("{row}: written by entry {entry}, missing from the table").format(row=row, entry=self.entry)
+        if self.kind == "unexpected":
+            return _("{row}: in the table, but no entry of the log wrote it").format(row=row)
+        if self.kind == "changed":
+            return _("{row}: {column} is {actual} in the table, {logged} in the log (entry {entry})").format(
+                row=row,
+                column=self.column,
+                actual=json.dumps(self.table_value, ensure_ascii=False),
+                logged=json.dumps(self.log_value, ensure_ascii=False),
+                entry=self.entry,
+            )
+        if self.kind == "entry":
+            return _("entry {entry} cannot be applied to {row}: {detail}").format(
+                entry=self.entry, row=row, detail=self.detail
+            )
+        return _("{row}: {detail} (recorded by entry {entry} when the journal began)").format(
+            row=row, detail=self.detail, entry=self.entry
+        )
+
+
+# -- replay -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rebuild:
+    """The catalog rebuilt from the log, and what could not be applied on the way."""
+
+    db: Database
+    entries: int
+    problems: list[Difference]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _scratch() -> Database:
+    """An empty catalog of the current schema in a private temporary database (SQLite's ``""``: kept in
+    memory while small, spilled to a temporary file when large), each table with a column for the entry
+    that last wrote each row."""
+    from avlog.store.migrations import migrate
+
+    db = Database(sqlite3.connect(""))
+    migrate(db)
+    for name in TABLES:
+        db.execute(f"ALTER TABLE [{name}] ADD COLUMN {_SEQ} INTEGER")
+    db.execute("PRAGMA foreign_keys = OFF")
+    return db
+
+
+def journal_start(db: Database) -> int:
+    """The sequence number from which entries carry their rows: the first baseline entry, else 1."""
+    row = db.execute("SELECT MIN(seq) FROM audit WHERE action = ?", [BASELINE]).fetchone()
+    return int(row[0]) if row and row[0] is not None else 1
+
+
+def replay(db: Database, *, progress: Callable[[int], None] | None = None) -> Rebuild:
+    """Apply every entry's rows, from the journal's start, to an empty catalog."""
+    scratch = _scratch()
+    problems: list[Difference] = []
+    columns = {name: {c.name for c in scratch.table(name).columns} - {_SEQ} for name in TABLES}
+    start = journal_start(db)
+    count = 0
+    conn = scratch.conn
+    conn.execute("BEGIN")
+    for entry in iter_entries(db, since=start - 1):
+        count += 1
+        seq = entry["seq"]
+        try:
+            details = json.loads(entry["details"])
+        except ValueError:
+            problems.append(Difference("entry", "audit", seq, entry=seq, detail=_("its details are not JSON")))
+            continue
+        if entry["action"] == JOURNAL:
+            listed = details.get("contradictions") or []
+            for c in listed:
+                problems.append(
+                    Difference("contradiction", str(c.get("table")), c.get("key"), entry=seq, detail=c.get("detail"))
+                )
+            unlisted = int(details.get("contradictions_total") or 0) - len(listed)
+            if unlisted > 0:
+                problems.append(
+                    Difference(
+                        "contradiction",
+                        "catalog",
+                        None,
+                        entry=seq,
+                        detail=_("{n} more contradictions were counted and not listed").format(n=unlisted),
+                    )
+                )
+        for op in (details.get("rows") if isinstance(details, dict) else None) or []:
+            problem = _apply(conn, columns, seq, op)
+            if problem is not None:
+                problems.append(problem)
+        if progress is not None:
+            progress(1)
+    conn.execute("COMMIT")
+    return Rebuild(scratch, count, problems)
+
+
+def _apply(conn: sqlite3.Connection, columns: dict[str, set[str]], seq: int, op: Any) -> Difference | None:
+    try:
+        kind, table, values = op
+        spec = TABLES[table]
+        key = values[spec.pk]
+    except (ValueError, TypeError, KeyError):
+        return Difference("entry", "?", None, entry=seq, detail=_("a row it lists is not of the journal's form"))
+    unknown = set(values) - columns[table]
+    if unknown:
+        return Difference(
+            "entry",
+            table,
+            key,
+            entry=seq,
+            detail=_("unknown columns: {names}").format(names=", ".join(sorted(unknown))),
+        )
+    names = list(values)
+    try:
+        if kind == "insert":
+            conn.execute(
+                f"INSERT INTO [{table}] ({', '.join(f'[{n}]' for n in names)}, {_SEQ}) "
+                f"VALUES ({', '.join('?' for _ in names)}, ?)",
+                [*values.values(), seq],
+            )
+            return None
+        if kind == "update":
+            sets = [n for n in names if n != spec.pk]
+            cursor = conn.execute(
+                f"UPDATE [{table}] SET {', '.join(f'[{n}] = ?' for n in sets)}{', ' if sets else ''}{_SEQ} = ? "
+                f"WHERE [{spec.pk}] = ?",
+                [*(values[n] for n in sets), seq, key],
+            )
+            if cursor.rowcount == 0:
+                return Difference("entry", table, key, entry=seq, detail=_("it changes a row no entry wrote"))
+            return None
+    except sqlite3.IntegrityError as exc:
+        return Difference(
+            "entry", table, key, entry=seq, detail=_("it writes a row twice ({reason})").format(reason=exc)
+        )
+    return Difference("entry", table, key, entry=seq, detail=_("unknown operation {op}").format(op=kind))
+
+
+# -- comparing --------------------------------------------------------------------------------------
+
+
+def _rows(db: Database, table: str, cols: list[str], extra: str = "") -> Iterator[tuple[Any, ...]]:
+    pk = TABLES[table].pk
+    select = ", ".join(f"[{c}]" for c in [pk, *cols]) + extra
+    return iter(db.conn.execute(f"SELECT {select} FROM [{table}] ORDER BY [{pk}]"))
+
+
+def compare(db: Database, rebuild: Rebuild, *, limit: int | None = None) -> list[Difference]:
+    """Every row that differs between the real tables and the rebuild (at most ``limit``), table by table."""
+    found = list(rebuild.problems)
+    for table, spec in TABLES.items():
+        cols = [c.name for c in rebuild.db.table(table).columns if c.name not in (_SEQ, spec.pk, *spec.excluded)]
+        real = _rows(db, table, cols)
+        logged = _rows(rebuild.db, table, cols, f", {_SEQ}")
+        a, b = next(real, None), next(logged, None)
+        while a is not None or b is not None:
+            if limit is not None and len(found) >= limit:
+                return found
+            if b is None or (a is not None and a[0] < b[0]):
+                assert a is not None
+                found.append(Difference("unexpected", table, a[0]))
+                a = next(real, None)
+            elif a is None or b[0] < a[0]:
+                found.append(Difference("missing", table, b[0], entry=b[-1]))
+                b = next(logged, None)
+            else:
+                for i, col in enumerate(cols, start=1):
+                    if a[i] != b[i] or type(a[i]) is not type(b[i]):
+                        found.append(Difference("changed", table, a[0], col, a[i], b[i], entry=b[-1]))
+                a, b = next(real, None), next(logged, None)
+    return found
+
+
+def check(db: Database, *, limit: int | None = None) -> list[Difference]:
+    """Replay the log and compare it with the tables: the differences (empty when they agree)."""
+    rebuild = replay(db)
+    try:
+        return compare(db, rebuild, limit=limit)
+    finally:
+        rebuild.close()
+
+
+def require_agreement(db: Database, refusal: str) -> None:
+    """Refuse (exit 3) to act on a catalog whose tables differ from its log.
+
+    ``refusal`` is the whole translated sentence to show, with ``{difference}`` for the first difference.
+    Run by the retention sweep and ``burn-iso`` before they act, so a row changed behind avlog's back (a flag
+    deleted, a disc added) can never decide what is purged or burned.
+    """
+    found = check(db, limit=1)
+    if found:
+        raise IntegrityError(refusal.format(difference=found[0].text()))
+
+
+# -- the step that starts the journal in an older store ------------------------------------------------
+
+
+def begin_journal(db: Database, *, at: str, actor: str, login: str | None) -> None:
+    """Catalog step 0005 in a store that has entries already: compare the rows with what the old entries
+    say, record the contradictions (``catalog.journal``), then every row as it is (``catalog.baseline``).
+
+    Runs inside the step's transaction. Old entries name less than the rows hold (``clip.add`` had no
+    device or times), so the baseline is the rows as found; what the old entries did say is checked first,
+    and any disagreement stays on record for every later check.
+    """
+    contradictions = _legacy_contradictions(db)
+    append(
+        db,
+        at=at,
+        actor=actor,
+        login=login,
+        action=JOURNAL,
+        subject="catalog",
+        details={
+            "contradictions": contradictions[:CONTRADICTIONS_KEPT],
+            "contradictions_total": len(contradictions),
+            "rows": [],
+        },
+    )
+    for table, spec in TABLES.items():
+        cursor = db.conn.execute(f"SELECT * FROM [{table}] ORDER BY [{spec.pk}]")
+        names = [c[0] for c in cursor.description]
+        while chunk := cursor.fetchmany(BASELINE_CHUNK):
+            rows = [["insert", table, journaled(table, dict(zip(names, r, strict=True)))] for r in chunk]
+            append(
+                db,
+                at=at,
+                actor=actor,
+                login=login,
+                action=BASELINE,
+                subject=f"table:{table}",
+                details={"table": table, "rows": rows},
+            )
+
+
+def _legacy_contradictions(db: Database) -> list[Row]:
+    """What the entries written before the journal say about clips, flags, case links, holds and discs,
+    against the rows: each disagreement as ``{"table", "key", "detail"}``."""
+    found: list[Row] = []
+    adds: dict[int, Row] = {}
+    flags: dict[tuple[int, str], int] = {}
+    links: dict[tuple[int, str], int] = {}
+    holds: dict[int, bool] = {}  # hold id -> still standing
+    disc_clips: dict[str, list[int]] = {}
+    purged: set[int] = set()
+    for entry in iter_entries(db):
+        action, subject = entry["action"], entry["subject"]
+        try:
+            details = json.loads(entry["details"])
+        except ValueError:
+            continue
+        clip = int(subject[5:]) if subject.startswith("clip:") and subject[5:].isdigit() else None
+        if action == "clip.add" and clip is not None:
+            adds[clip] = details
+        elif action == "clip.purge" and clip is not None:
+            purged.add(clip)
+        elif action in ("clip.flag", "clip.unflag") and clip is not None:
+            key = (clip, str(details.get("reason")))
+            flags[key] = flags.get(key, 0) + (1 if action == "clip.flag" else -1)
+        elif action in ("case.link", "case.unlink") and clip is not None:
+            key = (clip, str(details.get("case")))
+            links[key] = links.get(key, 0) + (1 if action == "case.link" else -1)
+        elif action == "hold.add" and isinstance(details.get("hold"), int):
+            holds[details["hold"]] = True
+        elif action == "hold.release" and subject.startswith("hold:") and subject[5:].isdigit():
+            holds[int(subject[5:])] = False
+        elif action == "disc.add" and subject.startswith("disc:"):
+            disc_clips[subject[5:]] = sorted(int(i) for i in details.get("clips") or [])
+
+    def note(table: str, key: Any, detail: str) -> None:
+        found.append({"table": table, "key": key, "detail": detail})
+
+    for row in db.query("SELECT id, blake3, sha256, size, original_path, ingest_id, state FROM clips ORDER BY id"):
+        add = adds.pop(row["id"], None)
+        if add is None:
+            note("clips", row["id"], "no clip.add entry wrote this clip")
+            continue
+        for column, said in (("blake3", "blake3"), ("sha256", "sha256"), ("size", "size"), ("original_path", "path")):
+            if add.get(said) != row[column]:
+                note("clips", row["id"], f"{column} differs from its clip.add entry")
+        if "ingest" in add and add["ingest"] != row["ingest_id"]:
+            note("clips", row["id"], "ingest_id differs from its clip.add entry")
+        if (row["state"] == "purged") != (row["id"] in purged):
+            note("clips", row["id"], "its state differs from the clip.purge entries")
+    for clip_id in sorted(adds):
+        note("clips", clip_id, "a clip.add entry wrote this clip, the table lacks it")
+    table_flags: dict[tuple[int, str], int] = {}
+    for r in db.query("SELECT clip_id, reason FROM flags WHERE unflagged_at IS NULL"):
+        key = (r["clip_id"], r["reason"])
+        table_flags[key] = table_flags.get(key, 0) + 1
+    for key in sorted(set(flags) | set(table_flags)):
+        if max(flags.get(key, 0), 0) != table_flags.get(key, 0):
+            note("flags", key[0], f"flags in force for reason {key[1]} differ from the clip.flag/clip.unflag entries")
+    table_links: dict[tuple[int, str], int] = {}
+    for r in db.query(
+        "SELECT l.clip_id, c.case_no FROM case_clips l JOIN cases c ON c.id = l.case_id WHERE l.unlinked_at IS NULL"
+    ):
+        key = (r["clip_id"], r["case_no"])
+        table_links[key] = table_links.get(key, 0) + 1
+    for key in sorted(set(links) | set(table_links)):
+        if max(links.get(key, 0), 0) != table_links.get(key, 0):
+            note("case_clips", key[0], f"links to case {key[1]} differ from the case.link/case.unlink entries")
+    for r in db.query("SELECT id, released_at FROM holds ORDER BY id"):
+        standing = holds.pop(r["id"], None)
+        if standing is None:
+            note("holds", r["id"], "no hold.add entry placed this hold")
+        elif standing != (r["released_at"] is None):
+            note("holds", r["id"], "its release differs from the hold.release entries")
+    for hold_id in sorted(holds):
+        note("holds", hold_id, "a hold.add entry placed this hold, the table lacks it")
+    table_discs: dict[str, list[int]] = {}
+    for r in db.query(
+        "SELECT d.volume_id, l.clip_id FROM discs d LEFT JOIN disc_clips l ON l.disc_id = d.id ORDER BY l.clip_id"
+    ):
+        table_discs.setdefault(r["volume_id"], [])
+        if r["clip_id"] is not None:
+            table_discs[r["volume_id"]].append(r["clip_id"])
+    for vol in sorted(set(disc_clips) | set(table_discs)):
+        if disc_clips.get(vol) != table_discs.get(vol):
+            note("discs", vol, "its clips differ from its disc.add entry")
+    return found

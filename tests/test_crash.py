@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from avlog.samples import write_video
-from conftest import file_digests, run_avlog
+from conftest import error_line, file_digests, run_avlog
 
 SERIAL = "BC-CRASH-1"
 CLIP_COUNT = 6
@@ -228,3 +228,32 @@ def test_sigkill_mid_ingest_leaves_store_consistent_and_rerun_completes(
     assert verify.returncode == 0, verify.stderr
     chain = run_avlog(store, "audit", "verify")
     assert chain.returncode == 0, chain.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_ingest_closes_the_run_as_interrupted(
+    store: Path, big_card: tuple[Path, dict[str, tuple[str, str]]]
+) -> None:
+    """SIGINT (Ctrl-C) during a copy: the process ends with one line and exit 130, the clips committed so far
+    stand, and the run is closed as ``interrupted`` at once, not left ``running`` for a later run to find."""
+    card, hashes = big_card
+    assert run_avlog(store, "device", "register", SERIAL, "--custodian", "李四", "--unit", "二中队").returncode == 0
+    command = [sys.executable, "-m", "avlog", "--store", str(store), "ingest", "--from", str(card)]
+    proc = subprocess.Popen([*command, "--device-serial", SERIAL], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if len(_object_files(store)) >= 1 and any(s >= 4 << 20 for s in _part_sizes(store)):
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.001)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode(errors="replace")
+    assert error_line(err.decode()).endswith("interrupted")
+    (run,) = _query(store, "SELECT status, finished_at FROM ingests")
+    assert run["status"] == "interrupted" and run["finished_at"] is not None
+    _assert_store_consistent(store, {b for b, _s in hashes.values()})
+    assert run_avlog(store, "audit", "verify").returncode == 0

@@ -291,3 +291,42 @@ def test_a_purged_clip_takes_no_new_marks(cli: Cli, store: Path, clips: dict[str
     for args in (["flag", victim, "--reason", "dispute"], ["hold", "add", victim, "--reason", "late"]):
         refused = cli(*args)
         assert refused.exit_code == 1 and "only its tombstone remains" in refused.stderr
+
+
+def test_a_recording_handed_over_again_after_its_purge_is_recorded_not_stored(
+    cli: Cli, store: Path, tmp_path: Path, clips: dict[str, dict[str, Any]]
+) -> None:
+    """The card still holds B, C, D and E after they were purged: handing it over again records a re-handover
+    linked to each tombstone, stores nothing again, and leaves nothing for the next sweep to purge twice."""
+    sweep_at(store, NOW)
+    purged = sweep_at(store, NOW + 8 * DAY)
+    gone = ids(clips, "B", "B2", "C", "D", "E")
+    assert {c["id"] for c in purged.purged} == gone
+    objects_before = sorted(p.name for p in (store / "objects").rglob("*") if p.is_file())
+
+    again = cli("ingest", "--from", str(tmp_path / "card"), "--device-serial", "BC-0001", "--json")
+    assert again.exit_code == 0, again.stderr
+    doc = json.loads(again.stdout)
+    status = {c["original_path"]: (c["status"], c["clip_id"]) for c in doc["clips"]}
+    assert {p: s for p, (s, _i) in status.items()} == {
+        "A.mp4": "duplicate",
+        "R.mp4": "duplicate",
+        "B.mp4": "rehandover",
+        "C.mp4": "rehandover",
+        "D.mp4": "rehandover",
+        "E.mp4": "rehandover",
+        "copy/B-copy.mp4": "rehandover",
+    }
+    assert {i for s, i in status.values() if s == "rehandover"} == gone  # linked to the tombstones
+    assert (doc["stored"], doc["rehandovers"], doc["failed"]) == (0, 5, 0)
+    assert sorted(p.name for p in (store / "objects").rglob("*") if p.is_file()) == objects_before
+    entries = audit(store, "clip.rehandover")
+    assert {e["subject"] for e in entries} == {f"clip:{i}" for i in gone}
+    assert {e["details"]["ingest"] for e in entries} == {doc["ingest_id"]}
+    for i in gone:
+        assert clip(store, i)["state"] == "purged"
+    later = sweep_at(store, NOW + 9 * DAY)
+    assert later.purged == [] and later.removed_objects == []
+    shown = cli("ingest", "--from", str(tmp_path / "card"), "--device-serial", "BC-0001")
+    assert shown.exit_code == 0 and "handed over again" in shown.stdout
+    assert run_avlog(store, "audit", "verify").returncode == 0

@@ -205,6 +205,15 @@ def open_context(
     refuse_orphaned(root)
     if not present:
         raise StoreError(_("no avlog store at {path}; create one with: avlog --store {path} init").format(path=root))
+    objects = root / "objects"
+    if not objects.is_dir():
+        # Named as the cause, rather than every recording reported missing or altered one by one.
+        message = (
+            _("{path} is not a folder: the store's recordings are not where they belong; restore it from a backup")
+            if objects.exists() or objects.is_symlink()
+            else _("{path} is missing: the store's recordings are not where they belong; restore it from a backup")
+        )
+        raise IntegrityError(message.format(path=objects))
     settings = load_settings(root / SETTINGS_NAME)
     actor = actor or default_actor()
     login = process_login()

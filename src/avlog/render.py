@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from avlog.clipdoc import clip_json
-from avlog.i18n import N_, _
+from avlog.i18n import N_, _, ngettext
 from avlog.ingest.report import IngestReport
 from avlog.ingest.timeline import Finding
 from avlog.retention.policy import PURGED, ClipFacts, Due, Keep, Policy, decide, explain, retention_end
@@ -409,6 +409,7 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
         ],
         "stored": report.stored,
         "duplicates": report.duplicates,
+        "rehandovers": report.rehandovers,
         "failed": report.failed,
         "bytes_stored": report.bytes_stored,
         "skipped": report.skipped,
@@ -427,7 +428,7 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
 
 SKIP_TEXT = {"system": N_("system"), "not_media": N_("not recordings"), "not_a_file": N_("links or special files")}
 
-STATUS_STYLE = {"stored": "green", "duplicate": "cyan", "failed": "bold red"}
+STATUS_STYLE = {"stored": "green", "duplicate": "cyan", "rehandover": "yellow", "failed": "bold red"}
 
 
 def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
@@ -453,6 +454,10 @@ def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
             note = _("unreadable container, stored as is: {reason}").format(reason=item.probe_error)
         elif item.status == "duplicate":
             note = _("already in the store")
+        elif item.status == "rehandover" and row:
+            note = _(
+                "handed over again: its clip was purged on {date} under the retention rules; not stored again"
+            ).format(date=table_time(row["purged_at"], tz))
         elif row and row["time_source"] and row["time_source"] != "container":
             note = _("time from {source}").format(source=_(row["time_source"]))
         table.add_row(
@@ -478,6 +483,15 @@ def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
         + "; "
         + _("{size} new").format(size=human_size(report.bytes_stored)),
     )
+    if report.rehandovers:
+        out.print(
+            ngettext(
+                "{n} recording was handed over again after its clip was purged: recorded, not stored again.",
+                "{n} recordings were handed over again after their clips were purged: recorded, not stored again.",
+                report.rehandovers,
+            ).format(n=report.rehandovers),
+            style="yellow",
+        )
     if report.findings:
         out.print(_("Timeline findings:"), style="bold yellow")
         for f in report.findings:

@@ -294,7 +294,7 @@ def _attached_exit(reports: list[Any], problems: list[str]) -> None:
         failures.extend(
             f"{report.device_serial} {i.original_path}: {i.error}" for i in report.items if i.status == "failed"
         )
-        succeeded += report.stored + report.duplicates
+        succeeded += report.stored + report.duplicates + report.rehandovers
     if not failures:
         return
     message = "; ".join(failures)
@@ -315,7 +315,7 @@ def _ingest_exit(report: Any) -> None:
     if report.failed == 0:
         return
     names = "; ".join(f"{i.original_path}: {i.error}" for i in report.items if i.status == "failed")
-    if report.stored + report.duplicates == 0:
+    if report.stored + report.duplicates + report.rehandovers == 0:
         raise StoreError(_("no clip could be ingested: {names}").format(names=names))
     raise PartialFailure(
         _("{failed} of {total} files failed: {names}").format(

@@ -303,6 +303,7 @@ def verify(
                 "bad": bad,
                 "sampled": report.sampled,
                 "unreferenced": report.unreferenced,
+                "recorded": report.recorded,
             }
         )
     else:
@@ -324,6 +325,8 @@ def verify(
                 checked=report.checked, ok=report.ok, bad=len(report.bad)
             )
         )
+        if not report.recorded:
+            render.err.print(_("The store is read-only: the results were not recorded in the catalog."))
     if report.bad:
         raise IntegrityError(
             _("{n} object(s) missing or altered: {list}").format(

@@ -24,9 +24,12 @@ from avlog.ingest import timeline
 from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
 from avlog.ingest.report import IngestProgress, IngestReport, ItemResult, NoProgress
 from avlog.ingest.sources import Source, SourceEntry
+from avlog.retention.policy import PURGED
 from avlog.store.hashing import Digests, copy_and_hash
 from avlog.store.objects import CopyNotProven, PutResult
 from avlog.timefmt import from_db, to_db
+
+Row = dict[str, Any]
 
 #: Files copied at once from a folder source: on two cores this keeps both busy hashing.
 PARALLEL_FILES = 2
@@ -105,6 +108,21 @@ def _mark_interrupted(ctx: Context) -> None:
             ctx.catalog.audit("ingest.interrupted", f"ingest:{row['id']}", {"pid": row["pid"]})
 
 
+def _close_interrupted(ctx: Context, report: IngestReport) -> None:
+    """Ctrl-C: the clips committed so far stand; the run is closed as ``interrupted`` now, not left ``running``."""
+    try:
+        with ctx.catalog.change():
+            ctx.catalog.update(
+                "ingests",
+                report.ingest_id,
+                {"status": "interrupted", "finished_at": ctx.catalog.now()},
+                where="status = 'running'",
+            )
+            ctx.catalog.audit("ingest.interrupted", f"ingest:{report.ingest_id}", {"pid": os.getpid()})
+    except (AvlogError, OSError):
+        pass  # the next run of this host closes it (_mark_interrupted)
+
+
 def _open(source: Source, entry: SourceEntry) -> BinaryIO:
     try:
         return source.open(entry)
@@ -125,10 +143,16 @@ def _copy(
 
     A file already catalogued for this device under this path and size is first
     only hashed: when it still has the same content and its object is present,
-    nothing is written. An object that ``verify`` found damaged is replaced by
-    the proven copy.
+    nothing is written; nor when its clip was purged (a re-handover: the rules
+    let that recording go, and the store does not take it back silently). An
+    object that ``verify`` found damaged is replaced by the proven copy.
     """
-    if known is not None and known["blake3"] not in damaged and ctx.objects.size(known["blake3"]) == entry.size:
+    purged = known is not None and known["state"] == PURGED
+    if (
+        known is not None
+        and known["blake3"] not in damaged
+        and (purged or ctx.objects.size(known["blake3"]) == entry.size)
+    ):
         with _open(source, entry) as raw:
             digests = copy_and_hash(GuardedReader(raw, entry.path), None, progress.advance)  # type: ignore[arg-type]
         _check_complete(source, entry, digests)
@@ -238,6 +262,39 @@ def _record(
             ctx.catalog.audit("clip.add", f"clip:{item.clip_id}", details, at=now)
         else:
             ctx.catalog.audit("ingest.duplicate", f"clip:{item.clip_id}", details, at=now)
+
+
+def _record_rehandover(
+    ctx: Context, report: IngestReport, item: ItemResult, tombstone: Row, entry: SourceEntry
+) -> None:
+    """A recording handed over again after its clip was purged: recorded and linked to the tombstone, not stored
+    again (its retention ended under the rules; storing it anew would only have the next sweep purge it)."""
+    item.status, item.clip_id = "rehandover", tombstone["id"]
+    catalog = ctx.catalog
+    with catalog.change():
+        catalog.insert(
+            "ingest_items",
+            {
+                "ingest_id": report.ingest_id,
+                "original_path": entry.path,
+                "original_name": _original_name(entry),
+                "size": entry.size,
+                "status": "rehandover",
+                "blake3": item.blake3,
+                "sha256": item.sha256,
+                "clip_id": tombstone["id"],
+            },
+        )
+        catalog.audit(
+            "clip.rehandover",
+            f"clip:{tombstone['id']}",
+            {
+                "ingest": report.ingest_id,
+                "path": entry.path,
+                "blake3": item.blake3,
+                "purged_at": tombstone["purged_at"],
+            },
+        )
 
 
 def _original_name(entry: SourceEntry) -> str | None:
@@ -370,7 +427,7 @@ def ingest(
                     report.items.pop()
                     break
                 known = catalog.one(
-                    "SELECT blake3 FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
+                    "SELECT blake3, state FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
                     "ORDER BY id DESC LIMIT 1",
                     [device_serial, entry.path, entry.size],
                 )
@@ -381,6 +438,9 @@ def ingest(
                     _settle(ctx, report, *in_flight.popleft(), new_clips)
             while in_flight:
                 _settle(ctx, report, *in_flight.popleft(), new_clips)
+    except KeyboardInterrupt:
+        _close_interrupted(ctx, report)
+        raise
     finally:
         progress.end()  # never leave a live display behind (Ctrl-C, an internal error)
 
@@ -403,7 +463,11 @@ def _settle(
         item.blake3, item.sha256 = digests.blake3, digests.sha256
         item.status = "stored" if created else "duplicate"
         info = None
-        if ctx.catalog.clip_by_key(report.device_serial, entry.path, digests.blake3) is None:
+        existing = ctx.catalog.clip_by_key(report.device_serial, entry.path, digests.blake3)
+        if existing is not None and existing["state"] == PURGED:
+            _record_rehandover(ctx, report, item, existing, entry)
+            return
+        if existing is None:
             info = probe(ctx.objects.path(digests.blake3), entry.name, entry.mtime, ctx.settings.tz)
             item.time_source, item.probe_error = info.time_source, info.error
         _record(ctx, report, item, digests, info, entry)

@@ -40,7 +40,7 @@ class ItemResult:
     original_path: str
     size: int
     media_kind: str | None = None
-    status: str = "failed"  # stored | duplicate | failed
+    status: str = "failed"  # stored | duplicate | rehandover | failed
     error: str | None = None
     blake3: str | None = None
     sha256: str | None = None
@@ -80,6 +80,11 @@ class IngestReport:
     @property
     def duplicates(self) -> int:
         return sum(1 for i in self.items if i.status == "duplicate")
+
+    @property
+    def rehandovers(self) -> int:
+        """Files whose clip was purged before: recorded, not stored again."""
+        return sum(1 for i in self.items if i.status == "rehandover")
 
     @property
     def failed(self) -> int:

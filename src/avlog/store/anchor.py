@@ -100,7 +100,17 @@ def to_syslog(anchor: Anchor) -> None:
     if logger is None:
         raise AvlogError(_("cannot anchor to the system log: the logger command is not installed"))
     done = subprocess.run(
-        [logger, "--tag", "avlog", "--priority", "auth.notice", "--", f"avlog audit anchor {anchor.line()}"],
+        # --socket-errors=on: without it logger reports success when nothing listens on /dev/log.
+        [
+            logger,
+            "--socket-errors=on",
+            "--tag",
+            "avlog",
+            "--priority",
+            "auth.notice",
+            "--",
+            f"avlog audit anchor {anchor.line()}",
+        ],
         capture_output=True,
         text=True,
     )

@@ -26,6 +26,7 @@ class VerifyReport:
     # Complete objects no catalog row names: left by a crash between an object's rename and its
     # clip's commit. Not damage; the next ingest of that card links them.
     unreferenced: list[str] = field(default_factory=list)
+    recorded: bool = True  # False on a read-only store: the results were not written into the catalog
 
 
 def verify_objects(
@@ -61,6 +62,9 @@ def verify_objects(
             progress(obj["blake3"], obj["size"])
     catalogued = {row["blake3"] for row in catalog.query("SELECT blake3 FROM objects")}
     report.unreferenced = [h for h in objects.iter_hexdigests() if h not in catalogued]
+    if catalog.read_only:
+        report.recorded = False
+        return report
     catalog.record_verification(
         results,
         {

@@ -167,8 +167,9 @@ def _scratch() -> Database:
 
 
 def journal_start(db: Database) -> int:
-    """The sequence number from which entries carry their rows: the first baseline entry, else 1."""
-    row = db.execute("SELECT MIN(seq) FROM audit WHERE action = ?", [BASELINE]).fetchone()
+    """The sequence number from which entries carry their rows: the ``catalog.journal`` entry that began the
+    journal of an older store (its baseline follows it), else 1."""
+    row = db.execute("SELECT MIN(seq) FROM audit WHERE action = ?", [JOURNAL]).fetchone()
     return int(row[0]) if row and row[0] is not None else 1
 
 

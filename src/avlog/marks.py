@@ -279,6 +279,14 @@ def hold_release(ctx: Context, hold_id: int, note: str) -> Row:
     return {**row, "released_at": now, "released_by": ctx.actor, "release_note": note}
 
 
+def holds(ctx: Context, *, released_too: bool = False) -> list[Row]:
+    """Holds that stand (``released_too``: every hold), each with its case number, in the order placed."""
+    where = "" if released_too else " WHERE h.released_at IS NULL"
+    return ctx.catalog.query(
+        f"SELECT h.*, k.case_no FROM holds h LEFT JOIN cases k ON k.id = h.case_id{where} ORDER BY h.id"
+    )
+
+
 def holds_by_id(ctx: Context, hold_ids: Collection[int]) -> list[Row]:
     if not hold_ids:
         return []

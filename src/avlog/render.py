@@ -446,9 +446,7 @@ def print_ingest(report: IngestReport, catalog: Catalog, tz: tzinfo) -> None:
         table.add_column(header, overflow="fold")
     clips = {row["id"]: row for row in catalog.clips(ingest_id=report.ingest_id)}
     for item in report.items:
-        row = clips.get(item.clip_id or -1) or (
-            catalog.one("SELECT * FROM clips WHERE id = ?", [item.clip_id]) if item.clip_id else None
-        )
+        row = clips.get(item.clip_id or -1) or (catalog.clip(item.clip_id) if item.clip_id else None)
         note = item.error or ""
         if item.probe_error:
             note = _("unreadable container, stored as is: {reason}").format(reason=item.probe_error)
@@ -506,6 +504,7 @@ def audit_rows_table(rows: list[dict[str, Any]], tz: tzinfo) -> Table:
         table.add_column(header)
     for row in rows:
         details = loads(row["details"]) or {}
+        details.pop("rows", None)  # the rows the change wrote (the journal): audit log --json shows them
         table.add_row(
             str(row["seq"]),
             show(row["at"], tz) or "",

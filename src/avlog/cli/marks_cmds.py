@@ -307,13 +307,10 @@ def hold_list(
 ) -> None:
     from rich.table import Table
 
-    from avlog import render
+    from avlog import marks, render
 
     with _closing(_open(ctx)) as c:
-        where = "" if all_ else "WHERE h.released_at IS NULL"
-        rows = c.catalog.query(
-            f"SELECT h.*, k.case_no FROM holds h LEFT JOIN cases k ON k.id = h.case_id {where} ORDER BY h.id"
-        )
+        rows = marks.holds(c, released_too=all_)
     if as_json:
         render.emit_json({"holds": rows})
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.text import Text
@@ -19,7 +19,7 @@ from avlog.cli.app import (
     app,
     audit_app,
 )
-from avlog.context import Context, init_store, open_context
+from avlog.context import init_store, open_context
 from avlog.errors import (
     IntegrityError,
     UsageError,
@@ -379,41 +379,32 @@ def audit_verify(
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import render
-    from avlog.store import anchor, journal
-    from avlog.store.audit import verify_chain
+    from avlog.auditing import verify_log
+    from avlog.store import anchor
 
     wanted = [anchor.parse_expect(text) for text in expect or []]
     with _closing(_open(ctx)) as c:
-        db = c.catalog.db
-        report = verify_chain(db)
-        brk = report.first_break
-        differences: list[journal.Difference] = []
-        if brk is None:  # a broken chain cannot be replayed: its first break is the finding
-            differences = journal.check(db, limit=DIFFERENCES_SHOWN * 20)
-        anchors, unreadable = _gather_anchors(c, anchor_files or [], discs or [], wanted)
-        own = anchor.store_id(db)
-        checked = [(a, anchor.problem(db, a, own)) for a in anchors]
-    failures = [p for _a, p in checked if p] + unreadable
-    ok = brk is None and not differences and not failures
+        check = verify_log(c, anchor_files=anchor_files or [], discs=discs or [], expected=wanted)
+    brk, differences = check.chain.first_break, check.differences
     if as_json:
         render.emit_json(
             {
-                "entries": report.entries,
-                "head": report.head,
-                "ok": ok,
+                "entries": check.chain.entries,
+                "head": check.chain.head,
+                "ok": check.ok,
                 "first_break": {"seq": brk.seq, "reason": brk.reason} if brk else None,
                 "differences": [d.to_json() for d in differences],
                 "anchors": [
                     {"source": a.source, "seq": a.seq, "hash": a.hash, "at": a.at, "ok": p is None, "problem": p}
-                    for a, p in checked
+                    for a, p in check.anchors
                 ],
-                "unreadable_anchors": unreadable,
+                "unreadable_anchors": check.unreadable,
             }
         )
     else:
         if brk is None:
             render.err.print(
-                _("Audit chain intact: {n} entries, head {head}").format(n=report.entries, head=report.head)
+                _("Audit chain intact: {n} entries, head {head}").format(n=check.chain.entries, head=check.chain.head)
             )
             if not differences:
                 render.err.print(_("Every table agrees with the log."))
@@ -423,52 +414,22 @@ def audit_verify(
             render.out.print(
                 _("… and {n} more differences (all of them with --json)").format(n=len(differences) - DIFFERENCES_SHOWN)
             )
-        for a, p in checked:
+        for a, p in check.anchors:
             if p is None:
                 render.err.print(
                     _("Anchor {seq}:{hash} ({source}) holds").format(seq=a.seq, hash=a.hash[:16], source=a.source)
                 )
             else:
                 render.out.print(_("Anchor {seq} ({source}): {problem}").format(seq=a.seq, source=a.source, problem=p))
-        for source in unreadable:
-            render.out.print(_("{source} is not an anchor line").format(source=source))
-    if brk is not None:
-        raise IntegrityError(_("audit entry {seq} is broken: {reason}").format(seq=brk.seq, reason=brk.reason))
-    if differences:
-        raise IntegrityError(
-            _("the catalog differs from its audit log: {first}").format(first=differences[0].text())
-            if len(differences) == 1
-            else _("the catalog differs from its audit log in {n} places, the first: {first}").format(
-                n=len(differences), first=differences[0].text()
-            )
-        )
-    if failures:
-        raise IntegrityError(_("the audit log no longer holds an anchored head: {problem}").format(problem=failures[0]))
+        for source in check.unreadable:
+            render.out.print(_("{source} holds no anchor").format(source=source))
+    failure = check.failure()
+    if failure is not None:
+        raise failure
 
 
 #: Differences printed as lines (``--json`` lists more).
 DIFFERENCES_SHOWN = 50
-
-
-def _gather_anchors(c: Context, files: list[Path], discs: list[Path], given: list[Any]) -> tuple[list[Any], list[str]]:
-    """The anchors to check: every line of the anchor files (this store's, and those of unknown store), the
-    head each disc carries, and those given by hand; plus the lines that are not anchors."""
-    from avlog.iso.verify import read_tags
-    from avlog.store import anchor
-
-    found = list(given)
-    unreadable: list[str] = []
-    for path in files:
-        anchors, bad = anchor.read_file(path)
-        found += anchors
-        unreadable += bad
-    for disc in discs:
-        carried = anchor.from_disc_tags(read_tags(disc, ("data/catalog.json",)), str(disc))
-        if carried is None:
-            unreadable.append(str(disc))
-        else:
-            found.append(carried)
-    return found, unreadable
 
 
 @audit_app.command(
@@ -494,29 +455,10 @@ def audit_anchor(
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import render
-    from avlog.store import anchor
-    from avlog.store.audit import verify_chain
+    from avlog.auditing import anchor_head
 
     with _closing(_open(ctx)) as c:
-        report = verify_chain(c.catalog.db)
-        if report.first_break is not None:
-            # Anchoring a broken chain would certify it.
-            raise IntegrityError(
-                _("no anchor written: audit entry {seq} is broken: {reason}").format(
-                    seq=report.first_break.seq, reason=report.first_break.reason
-                )
-            )
-        head = anchor.current(c.catalog.db, c.clock().astimezone(c.settings.tz).isoformat(timespec="seconds"))
-        places = []
-        for path in to or []:
-            anchor.append_to(path, head, c.root)
-            places.append(str(path.expanduser().absolute()))
-        if syslog:
-            anchor.to_syslog(head)
-            places.append("syslog")
-        if not c.catalog.read_only:
-            with c.catalog.change():
-                c.catalog.audit("audit.anchor", "store", {"seq": head.seq, "hash": head.hash, "to": places})
+        head, places = anchor_head(c, to=to or [], syslog=syslog)
     if as_json:
         render.emit_json({**head.to_json(), "to": places})
     else:
@@ -545,14 +487,13 @@ def audit_log(
     from avlog.timefmt import show as show_time
 
     with _closing(_open(ctx)) as c:
-        where, params = ("WHERE subject = ?", [subject]) if subject else ("", [])
-        rows = c.catalog.query(f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT {int(limit)}", params)[::-1]
+        rows = c.catalog.audit_entries(subject=subject, limit=limit)
         if as_json:
             render.emit_json(
                 {
                     "entries": [
                         {
-                            **{k: r[k] for k in ("seq", "actor", "action", "subject", "prev_hash", "hash")},
+                            **{k: r[k] for k in ("seq", "actor", "login", "action", "subject", "prev_hash", "hash")},
                             "at": show_time(r["at"], c.settings.tz),
                             "details": loads(r["details"]),
                         }

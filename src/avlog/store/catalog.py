@@ -340,6 +340,15 @@ class Catalog:
             sql += f" LIMIT {int(limit)}"
         return self.query(sql, params)
 
+    def audit_entries(self, *, subject: str | None = None, limit: int = 50) -> list[Row]:
+        """The newest ``limit`` entries (about ``subject`` only, when given), oldest first."""
+        where, params = ("WHERE subject = ?", [subject]) if subject else ("", [])
+        rows = self.query(f"SELECT * FROM audit {where} ORDER BY seq DESC LIMIT ?", [*params, int(limit)])
+        return rows[::-1]
+
+    def clip(self, clip_id: int) -> Row | None:
+        return self.one("SELECT * FROM clips WHERE id = ?", [clip_id])
+
     def audit_trail(self, subjects: list[str]) -> list[Row]:
         marks = ",".join("?" for _ in subjects)
         return self.query(f"SELECT * FROM audit WHERE subject IN ({marks}) ORDER BY seq", list(subjects))

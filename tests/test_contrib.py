@@ -38,3 +38,15 @@ def test_watch_unit_stops_with_sigterm_and_runs_as_avlog() -> None:
     assert lines["KillSignal"] == "SIGTERM"
     assert lines["User"] == "avlog"
     assert "disk" in lines["SupplementaryGroups"]
+
+
+def test_nightly_unit_checks_the_anchors_and_anchors_after_its_checks() -> None:
+    text = (CONTRIB / "systemd" / "avlog-nightly.service").read_text(encoding="utf-8")
+    (start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    steps = [step.strip() for step in start.split(";")]
+    checks = [i for i, step in enumerate(steps) if "avlog audit verify --anchor /var/log/avlog/anchors.jsonl" in step]
+    anchors = [i for i, step in enumerate(steps) if "avlog audit anchor --syslog --to /var/log/avlog/anchors.jsonl" in step]
+    sweep = [i for i, step in enumerate(steps) if "retention-sweep" in step]
+    assert sweep and checks and anchors and sweep[0] < checks[0] < anchors[0]
+    assert "if [ $$rc -eq 0 ]; then" in start  # a failed check is never anchored
+    assert "/var/log/avlog" in next(line for line in text.splitlines() if line.startswith("ReadWritePaths="))

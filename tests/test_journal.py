@@ -503,3 +503,47 @@ def test_a_read_only_store_can_be_listed_and_verified(read_only: Path) -> None:
     assert run_avlog(read_only, "device", "list").returncode == 0
     refused = run_avlog(read_only, "flag", "1", "--reason", "other")
     assert refused.returncode == 1 and "read-only" in error_line(refused.stderr)
+
+
+# -- the recipes of docs/store-format.md, run as written ---------------------------------------------------
+
+
+def doc_script(name: str, tmp_path: Path) -> Path:
+    """The Python block of docs/store-format.md that follows 'Save this as `NAME`'."""
+    text = (Path(__file__).parent.parent / "docs" / "store-format.md").read_text(encoding="utf-8")
+    after = text.split(f"Save this as\n`{name}`:", 1)[-1] if f"Save this as\n`{name}`:" in text else None
+    if after is None:
+        after = text.split(f"Save this as `{name}`:", 1)[1]
+    code = after.split("```python\n", 1)[1].split("\n```", 1)[0]
+    script = tmp_path / name
+    script.write_text(code + "\n", encoding="utf-8")
+    return script
+
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/usr/bin/python3", str(script), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_documented_rebuild_agrees_with_avlog(store: Path, tmp_path: Path) -> None:
+    rebuild = doc_script("rebuild_catalog.py", tmp_path)
+    done = run_script(rebuild, str(store))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the tables agree with the log" in done.stdout
+    execute(store, "DELETE FROM flags WHERE reason = 'dispute'")
+    execute(store, "UPDATE clips SET device_serial = 'BC-9999' WHERE id = 2")
+    done = run_script(rebuild, str(store))
+    assert done.returncode == 3
+    assert "DIFFERENCE: flags 1: written by entry" in done.stdout
+    assert "DIFFERENCE: clips 2: device_serial is 'BC-9999' in the table, 'BC-0001' in the log" in done.stdout
+
+
+def test_the_documented_store_check_follows_the_chain_formula(store: Path, tmp_path: Path) -> None:
+    check = doc_script("check_store.py", tmp_path)
+    done = run_script(check, str(store))
+    assert done.returncode == 0, done.stdout + done.stderr
+    head = json.loads(run_avlog(store, "audit", "verify", "--json").stdout)
+    assert f"head {head['head']}: all sound" in done.stdout
+    drop_triggers(store)
+    execute(store, "UPDATE audit SET login = NULL WHERE seq = 2")  # the older formula does not fit it either
+    done = run_script(check, str(store))
+    assert done.returncode == 3 and "audit entry 2 is broken" in done.stdout

@@ -45,7 +45,9 @@ def test_nightly_unit_checks_the_anchors_and_anchors_after_its_checks() -> None:
     (start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]
     steps = [step.strip() for step in start.split(";")]
     checks = [i for i, step in enumerate(steps) if "avlog audit verify --anchor /var/log/avlog/anchors.jsonl" in step]
-    anchors = [i for i, step in enumerate(steps) if "avlog audit anchor --syslog --to /var/log/avlog/anchors.jsonl" in step]
+    anchors = [
+        i for i, step in enumerate(steps) if "avlog audit anchor --syslog --to /var/log/avlog/anchors.jsonl" in step
+    ]
     sweep = [i for i, step in enumerate(steps) if "retention-sweep" in step]
     assert sweep and checks and anchors and sweep[0] < checks[0] < anchors[0]
     assert "if [ $$rc -eq 0 ]; then" in start  # a failed check is never anchored

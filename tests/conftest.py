@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -104,6 +105,16 @@ def run_avlog(store: Path, *args: str, **kwargs: object) -> subprocess.Completed
     )
 
 
+def set_store_reserve(store: Path, megabytes: int) -> None:
+    """Set ``[store] reserve_mb`` in a store's avlog.toml (stores on small test filesystems need a small one)."""
+    settings = store / "avlog.toml"
+    text = settings.read_text(encoding="utf-8")
+    text, found = re.subn(r"(?m)^reserve_mb = .*$", f"reserve_mb = {megabytes}", text)
+    if not found:
+        text = text.replace("[store]\n", f"[store]\nreserve_mb = {megabytes}\n", 1)
+    settings.write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     root = tmp_path / "store"
@@ -187,18 +198,17 @@ def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
     return image
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A freshly made 24 MB ext4 filesystem, loop-mounted; always unmounted afterwards."""
+@contextlib.contextmanager
+def loop_ext4(image: Path, mountpoint: Path, size_mb: int) -> Iterator[Path]:
+    """A fresh ext4 filesystem of ``size_mb`` MB in the file ``image``, loop-mounted at ``mountpoint`` (needs root);
+    always unmounted afterwards."""
     require_tool("mkfs.ext4")
     require_tool("mount")
     if os.geteuid() != 0:
         pytest.skip("a loop mount needs root")
-    image = tmp_path / "store-fs.img"
     with open(image, "wb") as f:
-        f.truncate(24 << 20)
+        f.truncate(size_mb << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
     if mounted.returncode != 0:
@@ -207,3 +217,10 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A freshly made 24 MB ext4 filesystem, loop-mounted; always unmounted afterwards."""
+    with loop_ext4(tmp_path / "store-fs.img", tmp_path / "mnt", 24) as mountpoint:
+        yield mountpoint

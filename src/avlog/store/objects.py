@@ -8,6 +8,7 @@ one; leftovers in ``tmp/`` are never read as data and are swept away later.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -42,6 +43,12 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a partial copy; on a failing disk even that may fail, and then ``clean_tmp`` removes it later."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,7 +131,14 @@ class ObjectStore:
             finally:
                 os.close(fd)
             # The copy is proved, not assumed: read it back from the disk and re-hash it.
-            proof, proof_size = blake3_of_file(tmp, from_disk=True)
+            try:
+                proof, proof_size = blake3_of_file(tmp, from_disk=True)
+            except OSError as exc:  # a bad sector, a failing disk: this copy is not proved, nothing more
+                raise CopyNotProven(
+                    _("the copy could not be read back from the store's disk ({path}): {reason}").format(
+                        path=self.root, reason=exc.strerror or exc
+                    )
+                ) from exc
             if proof != digests.blake3 or proof_size != digests.size:
                 raise CopyNotProven(
                     _("the copy written to {path} does not match the source (BLAKE3 {got} != {want})").format(
@@ -133,14 +147,14 @@ class ObjectStore:
                 )
             outcome = self._install(tmp, digests, bool(replace and replace(digests.blake3)))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(
                     _("the store's disk is full ({path}); free space and run again").format(path=self.root)
                 ) from exc
             raise
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise
         return PutResult(digests=digests, created=outcome != "existing", replaced=outcome == "replaced")
 

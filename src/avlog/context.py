@@ -124,4 +124,5 @@ def open_context(
     settings = load_settings(root / SETTINGS_NAME)
     actor = actor or default_actor()
     catalog = Catalog(root / CATALOG_NAME, actor=actor, clock=clock)
-    return Context(root=root, settings=settings, catalog=catalog, objects=ObjectStore(root), actor=actor, clock=clock)
+    objects = ObjectStore(root, reserve_mb=settings.reserve_mb)
+    return Context(root=root, settings=settings, catalog=catalog, objects=objects, actor=actor, clock=clock)

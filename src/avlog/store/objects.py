@@ -61,11 +61,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: Room kept free for the catalog when no settings say otherwise (``[store] reserve_mb``).
+DEFAULT_RESERVE_MB = 256
+
+
 class ObjectStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, reserve_mb: int = DEFAULT_RESERVE_MB):
         self.root = root
         self.objects = root / "objects"
         self.tmp = root / "tmp"
+        self.reserve_mb = reserve_mb
 
     def path(self, hexdigest: str) -> Path:
         return self.objects / hexdigest[:2] / hexdigest
@@ -103,6 +108,48 @@ class ObjectStore:
                 f.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def free_bytes(self) -> int:
+        """Free space on the store's disk for an ordinary user (what ``df`` calls available)."""
+        try:
+            fs = os.statvfs(self.root)
+        except OSError as exc:
+            raise StoreError(
+                _("cannot see how much room the store's disk has ({path}): {reason}").format(
+                    path=self.root, reason=exc.strerror or exc
+                )
+            ) from exc
+        return fs.f_bavail * fs.f_frsize
+
+    def ensure_room(self, nbytes: int = 0) -> None:
+        """Refuse new work that would leave less than the reserve free on the store's disk.
+
+        The catalog is SQLite in WAL mode, and the WAL's index (``catalog.sqlite-shm``)
+        is a memory map: when the disk has no room left for it to grow, the
+        process dies of SIGBUS instead of failing a write. So ingests and disc
+        images, which can fill a disk, stop while ``reserve_mb`` is still free;
+        small catalog changes (a flag, a case, a hold) may use the reserve, as
+        they finish work people have begun. ``nbytes`` is what the new work
+        is about to write on this disk.
+        """
+        free = self.free_bytes()
+        reserve = self.reserve_mb << 20
+        if free - nbytes >= reserve:
+            return
+        if nbytes <= 0:
+            raise DiskFull(
+                _(
+                    "the store's disk is almost full: {free} MB free, less than the reserve of {reserve} MB "
+                    "kept for the catalog ([store] reserve_mb); free space on {path} and run again"
+                ).format(free=free >> 20, reserve=self.reserve_mb, path=self.root)
+            )
+        raise DiskFull(
+            _(
+                "the store's disk is almost full: {free} MB free, and {size} MB more would leave less than "
+                "the reserve of {reserve} MB kept for the catalog ([store] reserve_mb); free space on {path} "
+                "and run again"
+            ).format(free=free >> 20, size=-(-nbytes >> 20), reserve=self.reserve_mb, path=self.root)
+        )
 
     def put(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -217,6 +218,32 @@ def loop_ext4(image: Path, mountpoint: Path, size_mb: int) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
+
+
+def fill_fs(folder: Path, leave: int = 0, name: str = "filler") -> Path:
+    """A file in ``folder`` taking its filesystem's free space until about ``leave`` bytes are left for an
+    ordinary user (``leave=0``: every block, the ones ext4 keeps for root too). Returns the file."""
+    filler = folder / name
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if leave:
+            free = shutil.disk_usage(folder).free
+            assert free > leave, f"only {free} bytes free, fewer than the {leave} to leave"
+            os.posix_fallocate(fd, 0, free - leave)
+        else:
+            for size in (1 << 20, 1 << 16, 4096, 512, 1):
+                block = b"\0" * size
+                while True:
+                    try:
+                        os.write(fd, block)
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC, exc
+                        break
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.sync()
+    return filler
 
 
 @pytest.fixture

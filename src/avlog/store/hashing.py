@@ -109,9 +109,9 @@ def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> 
 
     Read, never mapped: an I/O error of the store's disk under a memory map is
     a SIGBUS that ends the process with no message and no clean-up, whereas a
-    read returns it as ``OSError(EIO)`` for this one file. To keep the speed of
-    the kernel streaming a map, a worker thread reads the next chunk while
-    this one hashes the last (BLAKE3 on several threads; both release the GIL).
+    read returns it as ``OSError(EIO)`` for this one file. So that reading does
+    not wait on hashing, a worker thread reads the next chunk while the calling
+    thread hashes the one before (BLAKE3 on several threads; both release the GIL).
     """
     b3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
     size = 0

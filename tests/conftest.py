@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -104,6 +106,16 @@ def run_avlog(store: Path, *args: str, **kwargs: object) -> subprocess.Completed
     )
 
 
+def set_store_reserve(store: Path, megabytes: int) -> None:
+    """Set ``[store] reserve_mb`` in a store's avlog.toml (stores on small test filesystems need a small one)."""
+    settings = store / "avlog.toml"
+    text = settings.read_text(encoding="utf-8")
+    text, found = re.subn(r"(?m)^reserve_mb = .*$", f"reserve_mb = {megabytes}", text)
+    if not found:
+        text = text.replace("[store]\n", f"[store]\nreserve_mb = {megabytes}\n", 1)
+    settings.write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     root = tmp_path / "store"
@@ -187,18 +199,17 @@ def make_exfat_image(source: Path, image: Path, size_mb: int = 64) -> Path:
     return image
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A freshly made 24 MB ext4 filesystem, loop-mounted; always unmounted afterwards."""
+@contextlib.contextmanager
+def loop_ext4(image: Path, mountpoint: Path, size_mb: int) -> Iterator[Path]:
+    """A fresh ext4 filesystem of ``size_mb`` MB in the file ``image``, loop-mounted at ``mountpoint`` (needs root);
+    always unmounted afterwards."""
     require_tool("mkfs.ext4")
     require_tool("mount")
     if os.geteuid() != 0:
         pytest.skip("a loop mount needs root")
-    image = tmp_path / "store-fs.img"
     with open(image, "wb") as f:
-        f.truncate(24 << 20)
+        f.truncate(size_mb << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-    mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
     if mounted.returncode != 0:
@@ -207,3 +218,36 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True, capture_output=True)
+
+
+def fill_fs(folder: Path, leave: int = 0, name: str = "filler") -> Path:
+    """A file in ``folder`` taking its filesystem's free space until about ``leave`` bytes are left for an
+    ordinary user (``leave=0``: every block, the ones ext4 keeps for root too). Returns the file."""
+    filler = folder / name
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if leave:
+            free = shutil.disk_usage(folder).free
+            assert free > leave, f"only {free} bytes free, fewer than the {leave} to leave"
+            os.posix_fallocate(fd, 0, free - leave)
+        else:
+            for size in (1 << 20, 1 << 16, 4096, 512, 1):
+                block = b"\0" * size
+                while True:
+                    try:
+                        os.write(fd, block)
+                    except OSError as exc:
+                        assert exc.errno == errno.ENOSPC, exc
+                        break
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.sync()
+    return filler
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A freshly made 24 MB ext4 filesystem, loop-mounted; always unmounted afterwards."""
+    with loop_ext4(tmp_path / "store-fs.img", tmp_path / "mnt", 24) as mountpoint:
+        yield mountpoint

@@ -442,8 +442,9 @@ def test_bed_refuses_bad_commands_and_keeps_running(udev_bed: UdevBed, card_imag
 
 LIST_ATTACHED = r"""
 import dataclasses, json
+from avlog.context import system_clock
 from avlog.ingest.devices import list_attached
-print(json.dumps([dataclasses.asdict(d) for d in list_attached()], default=str))
+print(json.dumps([dataclasses.asdict(d) for d in list_attached(clock=system_clock)], default=str))
 """
 
 
@@ -491,8 +492,9 @@ def test_avlog_device_listing_uses_no_deprecated_pyudev_api(udev_bed: UdevBed, c
 
 WAIT_FOR_PLUG = r"""
 import dataclasses, json
+from avlog.context import system_clock
 from avlog.ingest.devices import PlugWatcher
-watcher = PlugWatcher()
+watcher = PlugWatcher(clock=system_clock)
 print("ready", flush=True)
 plugged = watcher.next_plugged(timeout=30)
 print(json.dumps(plugged and dataclasses.asdict(plugged), default=str), flush=True)

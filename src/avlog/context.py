@@ -222,7 +222,7 @@ def open_context(
         root=root,
         settings=settings,
         catalog=catalog,
-        objects=ObjectStore(root),
+        objects=ObjectStore(root, reserve_mb=settings.reserve_mb),
         actor=actor,
         clock=clock,
         login=login,

@@ -16,6 +16,10 @@ from avlog.iso.media import MEDIA_NAMES
 #: Art. 19: footage is kept at least six months. 183 days covers any six calendar months.
 RETENTION_FLOOR_DAYS = 183
 
+#: ``[store] reserve_mb``: its default and the values allowed (MB of 1,048,576 bytes).
+RESERVE_MB_DEFAULT = 256
+RESERVE_MB_RANGE = (16, 1 << 20)
+
 
 DEFAULT_TOML = """\
 # avlog store settings. Every line is optional; the value shown is the default.
@@ -25,6 +29,9 @@ DEFAULT_TOML = """\
 timezone = "Asia/Shanghai"
 # Organisation named in reports and on discs.
 organisation = ""
+# Room kept free on the store's disk for the catalog, in MB (16 to 1048576): an ingest or
+# a burn-iso that would leave less free is refused; flags, cases and holds may still use it.
+reserve_mb = 256
 
 [ingest]
 # A pause between two consecutive clips of one device longer than this is
@@ -102,6 +109,8 @@ class RetentionSettings:
 class Settings:
     timezone: str = "Asia/Shanghai"
     organisation: str = ""
+    #: Free space (MB) on the store's disk that new ingests and disc images leave for the catalog.
+    reserve_mb: int = RESERVE_MB_DEFAULT
     ingest: IngestSettings = IngestSettings()
     retention: RetentionSettings = RetentionSettings()
     default_media: str = "bd25"
@@ -203,6 +212,7 @@ def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings
     return Settings(
         timezone=timezone,
         organisation=str(store.get("organisation", "")),
+        reserve_mb=_reserve_mb(store.get("reserve_mb", RESERVE_MB_DEFAULT), source),
         ingest=IngestSettings(
             gap_tolerance_s=_number(ingest, "gap_tolerance_s", 10, "ingest"),
             overlap_tolerance_s=_number(ingest, "overlap_tolerance_s", 2, "ingest"),
@@ -220,6 +230,18 @@ def parse_settings(data: dict[str, Any], source: str = "avlog.toml") -> Settings
         default_media=media,
         read_back_drives=_drives(discs.get("read_back_drives", "optical"), source),
     )
+
+
+def _reserve_mb(value: Any, source: str) -> int:
+    """``[store] reserve_mb``: a whole number of MB; the floor keeps room for SQLite's WAL and its index."""
+    low, high = RESERVE_MB_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingsError(
+            _("{source}: store.reserve_mb must be a whole number of MB from {low} to {high}, not {value}").format(
+                source=source, low=low, high=high, value=value
+            )
+        )
+    return value
 
 
 def _drives(value: Any, source: str) -> str:

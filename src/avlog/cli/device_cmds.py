@@ -121,7 +121,7 @@ def device_scan(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     with _closing(_open(ctx)) as c:
         identities = []
-        for attached in list_attached():
+        for attached in list_attached(clock=c.clock):
             try:
                 identities.append(identify(c, attached))
             except AvlogError:  # the card cannot be read: still show what its USB serial says

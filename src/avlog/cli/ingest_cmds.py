@@ -239,9 +239,9 @@ def _choose(
     if wait:
         # Listening starts before looking at what is attached already, so nothing plugged in between is
         # missed; a registered recorder that is attached already needs no waiting.
-        watcher = PlugWatcher()
+        watcher = PlugWatcher(clock=c.clock)
         deadline = None if timeout is None else time.monotonic() + timeout
-        candidates: list[Any] = list_attached()
+        candidates: list[Any] = list_attached(clock=c.clock)
         while True:
             if not candidates:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -260,7 +260,7 @@ def _choose(
                     node=attached.node, what=attached.description
                 )
             )
-    attached_now = list_attached()
+    attached_now = list_attached(clock=c.clock)
     if node is not None:
         attached_now = [d for d in attached_now if d.node == node]
         if not attached_now:
@@ -353,9 +353,10 @@ def watch(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with _closing(_open(ctx)) as c:
-        watcher = PlugWatcher()  # listening before the attached ones are handled: nothing plugged is missed
+        # Listening starts before the attached ones are handled: nothing plugged in between is missed.
+        watcher = PlugWatcher(clock=c.clock)
         render.log(_("watching for recorders; stop with Ctrl-C or SIGTERM"))
-        queue = list_attached()
+        queue = list_attached(clock=c.clock)
         while not stop.is_set():
             attached = queue.pop(0) if queue else watcher.next_plugged(should_stop=stop.is_set)
             if attached is None:

@@ -14,13 +14,16 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyudev
 
 MOUNTINFO = Path("/proc/self/mountinfo")
+
+#: What time it is: the caller's clock (``Context.clock``), never read here on its own.
+Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -121,12 +124,13 @@ def from_udev(device: Any, mounts: dict[tuple[int, int], Mount]) -> AttachedDevi
     )
 
 
-def list_attached(context: Any = None) -> list[AttachedDevice]:
-    """USB storage attached now, in device-node order."""
+def list_attached(context: Any = None, *, clock: Clock) -> list[AttachedDevice]:
+    """USB storage attached now, in device-node order, each seen at ``clock()`` (the caller's clock:
+    ``Context.clock``, which tests move; Art. 11's clock check compares the recorder's clock with it)."""
     context = context or pyudev.Context()
     mounts = read_mounts()
     found = []
-    now = datetime.now(UTC)
+    now = clock()
     for device in context.list_devices(subsystem="block", ID_BUS="usb"):
         attached = from_udev(device, mounts)
         if attached is not None:
@@ -138,11 +142,13 @@ class PlugWatcher:
     """Listens for USB storage being plugged in, from the moment it is created.
 
     A background thread takes each event off the netlink socket as it arrives
-    and stamps it, so a recorder plugged in while another is being ingested
-    keeps the moment it was really plugged in (the Art. 11 clock check).
+    and stamps it with ``clock()`` (the caller's clock, ``Context.clock``; it is
+    called on that thread), so a recorder plugged in while another is being
+    ingested keeps the moment it was really plugged in (the Art. 11 clock check).
     """
 
-    def __init__(self, context: Any = None):
+    def __init__(self, context: Any = None, *, clock: Clock):
+        self.clock = clock
         self.context = context or pyudev.Context()
         self.monitor = pyudev.Monitor.from_netlink(self.context)
         self.monitor.filter_by("block")
@@ -158,7 +164,7 @@ class PlugWatcher:
             # Built here, on the observer's thread: libudev objects never cross to another thread.
             attached = from_udev(device, read_mounts())
             if attached is not None:
-                self.events.put(replace(attached, seen_at=datetime.now(UTC)))
+                self.events.put(replace(attached, seen_at=self.clock()))
 
     def close(self) -> None:
         self.observer.send_stop()

@@ -352,6 +352,7 @@ def ingest(
             ).format(serial=device_serial)
         )
     ctx.objects.clean_tmp()
+    ctx.objects.ensure_room()  # below the catalog's reserve nothing starts (DiskFull, one line)
     _mark_interrupted(ctx)
 
     started = ctx.clock()
@@ -426,6 +427,15 @@ def ingest(
                     report.stopped = True
                     report.items.pop()
                     break
+                try:
+                    # The files still being copied count in full: what they have written is already gone from
+                    # the free space, so this errs on the side of the catalog's reserve.
+                    ctx.objects.ensure_room(entry.size + sum(e.size for e, _i, _c in in_flight))
+                except DiskFull as exc:
+                    item.error = str(exc)
+                    report.aborted = _("not ingested: the store's disk is down to the reserve kept for the catalog")
+                    _try_record_failure(ctx, report, item)
+                    continue
                 known = catalog.one(
                     "SELECT blake3, state FROM clips WHERE device_serial = ? AND original_path = ? AND size = ? "
                     "ORDER BY id DESC LIMIT 1",

@@ -400,6 +400,13 @@ def _still_needing(ctx: Context, report: BurnReport, evidence_for: str | None) -
     return [s.clip["id"] for s in report.selected if s.copies + (s.clip["id"] in placed) < need]
 
 
+def _same_disk(a: Path, b: Path) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return True  # unknown: count the image against the store's disk, the careful side
+
+
 def _same_file(a: str | Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -505,6 +512,12 @@ def _make_disc(
     final = out_dir / f"{vol}.iso"
     part = out_dir / f".{vol}.{registry.store_id(ctx)[:12]}.{uuid.uuid4().hex[:8]}.iso.part"
     total = sectors * SECTOR
+    try:
+        # No image is begun below the catalog's reserve; one written on the store's own disk counts against it.
+        ctx.objects.ensure_room(total if _same_disk(out_dir, ctx.root) else 0)
+    except BaseException:
+        image.close()
+        raise
     linked = committed = False
     try:
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o440)

@@ -9,11 +9,9 @@ the GIL on large buffers, so two cores work at once.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -91,41 +89,47 @@ def copy_and_hash(reader: BinaryIO, fd: int | None, progress: ProgressFn | None 
     return Digests(blake3=b3.hexdigest(), sha256=sha.hexdigest(), size=size)
 
 
-@contextmanager
-def _mapped(fd: int, size: int, *, drop_cache: bool) -> Iterator[memoryview | None]:
-    """A file of the store as one read-only memoryview (no copy into a buffer); None when empty.
-
-    With ``drop_cache`` its cached pages are dropped first (after the writer's
-    fsync they are clean), so every byte comes back from the storage device.
-    Only the store's own files are mapped: a card that vanishes under a map
-    would kill the process, so sources are always read with ``readinto``.
-    Callers release every slice they take before the map closes.
-    """
-    if drop_cache and _FADVISE:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    if size == 0:
-        yield None
-        return
-    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
-        view = memoryview(mapped)
-        try:
-            yield view
-        finally:
-            view.release()
+def _fill(fd: int, view: memoryview) -> int:
+    """Read from ``fd`` into ``view`` until it is full or the file ends; how many bytes were read."""
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            break
+        got += n
+    return got
 
 
 def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> tuple[str, int]:
-    """BLAKE3 hex digest and size of the store file at ``path`` (``from_disk``: past the page cache)."""
+    """BLAKE3 hex digest and size (the bytes actually read) of the store file at ``path``.
+
+    With ``from_disk`` its cached pages are dropped first (after the writer's
+    fsync they are clean), so every byte comes back from the storage device:
+    this is the ingest's proof that the disk holds the copy.
+
+    Read, never mapped: an I/O error of the store's disk under a memory map is
+    a SIGBUS that ends the process with no message and no clean-up, whereas a
+    read returns it as ``OSError(EIO)`` for this one file. So that reading does
+    not wait on hashing, a worker thread reads the next chunk while the calling
+    thread hashes the one before (BLAKE3 on several threads; both release the GIL).
+    """
     b3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    size = 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.fstat(fd).st_size
-        with _mapped(fd, size, drop_cache=from_disk) as view:
-            for offset in range(0, size, CHUNK_SIZE):
-                assert view is not None
-                with view[offset : offset + CHUNK_SIZE] as chunk:
-                    b3.update(chunk)
+        if from_disk and _FADVISE:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        views = [memoryview(bytearray(CHUNK_SIZE)), memoryview(bytearray(CHUNK_SIZE))]
+        # Leaving the pool waits for a read still in flight, so the descriptor is closed after it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proof-read") as pool:
+            turn = 0
+            pending = pool.submit(_fill, fd, views[0])
+            while n := pending.result():
+                pending = pool.submit(_fill, fd, views[turn ^ 1])
+                b3.update(views[turn][:n])
+                size += n
+                turn ^= 1
     finally:
         os.close(fd)
     return b3.hexdigest(), size

@@ -8,6 +8,7 @@ one; leftovers in ``tmp/`` are never read as data and are swept away later.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -44,6 +45,12 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a partial copy; on a failing disk even that may fail, and then ``clean_tmp`` removes it later."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -54,11 +61,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: Room kept free for the catalog when no settings say otherwise (``[store] reserve_mb``).
+DEFAULT_RESERVE_MB = 256
+
+
 class ObjectStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, reserve_mb: int = DEFAULT_RESERVE_MB):
         self.root = root
         self.objects = root / "objects"
         self.tmp = root / "tmp"
+        self.reserve_mb = reserve_mb
 
     def path(self, hexdigest: str) -> Path:
         return self.objects / hexdigest[:2] / hexdigest
@@ -97,6 +109,48 @@ class ObjectStore:
                 removed += 1
         return removed
 
+    def free_bytes(self) -> int:
+        """Free space on the store's disk for an ordinary user (what ``df`` calls available)."""
+        try:
+            fs = os.statvfs(self.root)
+        except OSError as exc:
+            raise StoreError(
+                _("cannot see how much room the store's disk has ({path}): {reason}").format(
+                    path=self.root, reason=exc.strerror or exc
+                )
+            ) from exc
+        return fs.f_bavail * fs.f_frsize
+
+    def ensure_room(self, nbytes: int = 0) -> None:
+        """Refuse new work that would leave less than the reserve free on the store's disk.
+
+        The catalog is SQLite in WAL mode, and the WAL's index (``catalog.sqlite-shm``)
+        is a memory map: when the disk has no room left for it to grow, the
+        process dies of SIGBUS instead of failing a write. So ingests and disc
+        images, which can fill a disk, stop while ``reserve_mb`` is still free;
+        small catalog changes (a flag, a case, a hold) may use the reserve, as
+        they finish work people have begun. ``nbytes`` is what the new work
+        is about to write on this disk.
+        """
+        free = self.free_bytes()
+        reserve = self.reserve_mb << 20
+        if free - nbytes >= reserve:
+            return
+        if nbytes <= 0:
+            raise DiskFull(
+                _(
+                    "the store's disk is almost full: {free} MB free, less than the reserve of {reserve} MB "
+                    "kept for the catalog ([store] reserve_mb); free space on {path} and run again"
+                ).format(free=free >> 20, reserve=self.reserve_mb, path=self.root)
+            )
+        raise DiskFull(
+            _(
+                "the store's disk is almost full: {free} MB free, and {size} MB more would leave less than "
+                "the reserve of {reserve} MB kept for the catalog ([store] reserve_mb); free space on {path} "
+                "and run again"
+            ).format(free=free >> 20, size=-(-nbytes >> 20), reserve=self.reserve_mb, path=self.root)
+        )
+
     def put(
         self,
         reader: BinaryIO,
@@ -124,7 +178,14 @@ class ObjectStore:
             finally:
                 os.close(fd)
             # The copy is proved, not assumed: read it back from the disk and re-hash it.
-            proof, proof_size = blake3_of_file(tmp, from_disk=True)
+            try:
+                proof, proof_size = blake3_of_file(tmp, from_disk=True)
+            except OSError as exc:  # a bad sector, a failing disk: this copy is not proved, nothing more
+                raise CopyNotProven(
+                    _("the copy could not be read back from the store's disk ({path}): {reason}").format(
+                        path=self.root, reason=exc.strerror or exc
+                    )
+                ) from exc
             if proof != digests.blake3 or proof_size != digests.size:
                 raise CopyNotProven(
                     _("the copy written to {path} does not match the source (BLAKE3 {got} != {want})").format(
@@ -133,14 +194,14 @@ class ObjectStore:
                 )
             outcome = self._install(tmp, digests, bool(replace and replace(digests.blake3)))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFull(
                     _("the store's disk is full ({path}); free space and run again").format(path=self.root)
                 ) from exc
             raise
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
             raise
         return PutResult(digests=digests, created=outcome != "existing", replaced=outcome == "replaced")
 

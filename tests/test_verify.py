@@ -216,3 +216,26 @@ def test_a_cut_object_is_repaired_by_the_next_ingest_even_before_verify(
     assert query(store, "SELECT last_verify_result FROM objects WHERE blake3 = ?", [victim]) == [
         {"last_verify_result": "repaired"}
     ]
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete"])
+def test_a_content_held_twice_on_the_card_is_repaired_once(
+    cli: Cli, store: Path, ingested: SampleCard, damage: str
+) -> None:
+    """The card holds one recording twice (a copied file): both files are read, one proven copy replaces the
+    damaged object, and the log records one repair."""
+    by_content: dict[str, list[str]] = {}
+    for rel in ingested.recordings:
+        by_content.setdefault(blake3.blake3((ingested.root / rel).read_bytes()).hexdigest(), []).append(rel)
+    (victim,) = [h for h, files in by_content.items() if len(files) == 2]
+    path = object_path(store, victim)
+    if damage == "flip":
+        flip_one_byte(path)
+    else:
+        path.unlink()
+    assert cli("verify").exit_code == 3
+    again = cli("ingest", "--from", str(ingested.root), "--device-serial", "BC-0001", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert blake3.blake3(path.read_bytes()).hexdigest() == victim
+    assert query(store, "SELECT subject FROM audit WHERE action = 'object.repair'") == [{"subject": f"object:{victim}"}]
+    assert cli("verify").exit_code == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -131,13 +132,31 @@ def _open(source: Source, entry: SourceEntry) -> BinaryIO:
         raise SourceReadError(_("cannot open the file on the card: {reason}").format(reason=reason)) from exc
 
 
+class _Repairs:
+    """The objects ``verify`` found missing or altered, each repaired by the first copy of its content in a run:
+    a card holding the content twice (a copied file) repairs it once, with one ``object.repair`` entry."""
+
+    def __init__(self, damaged: frozenset[str]):
+        self.damaged = damaged
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, blake3: str) -> bool:
+        """Whether the caller's proven copy is the one that replaces this object (true once per content)."""
+        with self._lock:
+            if blake3 not in self.damaged or blake3 in self._claimed:
+                return False
+            self._claimed.add(blake3)
+            return True
+
+
 def _copy(
     ctx: Context,
     source: Source,
     entry: SourceEntry,
     progress: IngestProgress,
     known: dict[str, Any] | None,
-    damaged: frozenset[str],
+    repairs: _Repairs,
 ) -> tuple[Digests, bool, bool]:
     """Copy one file into the store: its digests, whether an object was written, whether that was a repair.
 
@@ -150,7 +169,7 @@ def _copy(
     purged = known is not None and known["state"] == PURGED
     if (
         known is not None
-        and known["blake3"] not in damaged
+        and known["blake3"] not in repairs.damaged
         and (purged or ctx.objects.size(known["blake3"]) == entry.size)
     ):
         with _open(source, entry) as raw:
@@ -159,14 +178,20 @@ def _copy(
         if digests.blake3 == known["blake3"]:
             return digests, False, False
         progress.advance(-digests.size)
+    claimed: list[bool] = []
+
+    def replace(blake3: str) -> bool:
+        claimed.append(repairs.claim(blake3))
+        return claimed[-1]
+
     with _open(source, entry) as raw:
         result: PutResult = ctx.objects.put(
             GuardedReader(raw, entry.path),  # type: ignore[arg-type]
             progress.advance,
             lambda d: _check_complete(source, entry, d),
-            replace=damaged.__contains__,
+            replace=replace,
         )
-    return result.digests, result.created, result.replaced or (result.created and result.digests.blake3 in damaged)
+    return result.digests, result.created, result.replaced or (result.created and any(claimed))
 
 
 def _check_complete(source: Source, entry: SourceEntry, digests: Digests) -> None:
@@ -405,9 +430,13 @@ def ingest(
         # Copies run on worker threads (hashing and writing release the GIL); catalog work stays on this
         # thread, in card order. A raw card shares one file handle and is read one file at a time.
         workers = PARALLEL_FILES if source.parallel_reads else 1
-        damaged = frozenset(
-            row["blake3"]
-            for row in catalog.query("SELECT blake3 FROM objects WHERE last_verify_result IN ('mismatch', 'missing')")
+        repairs = _Repairs(
+            frozenset(
+                row["blake3"]
+                for row in catalog.query(
+                    "SELECT blake3 FROM objects WHERE last_verify_result IN ('mismatch', 'missing')"
+                )
+            )
         )
         in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool, bool]]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
@@ -442,7 +471,7 @@ def ingest(
                     [device_serial, entry.path, entry.size],
                 )
                 progress.file(entry.path, entry.size)
-                copy = pool.submit(_copy, ctx, source, entry, progress, known, damaged)
+                copy = pool.submit(_copy, ctx, source, entry, progress, known, repairs)
                 in_flight.append((entry, item, copy))
                 while len(in_flight) >= workers:
                     _settle(ctx, report, *in_flight.popleft(), new_clips)

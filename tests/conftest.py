@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,17 @@ from avlog.context import Context, init_store, open_context
 from avlog.samples import SampleCard, build_demo_card
 
 TZ = ZoneInfo("Asia/Shanghai")
+
+#: Clears the screen, turns text red, returns the cursor and starts a new line, rings, sends an 8-bit CSI,
+#: reverses the rest of the line: everything a stored string should never do to a terminal.
+HOSTILE = "\x1b[2J\x1b[31m红\r\n\x07\x9b1m\u202eX"
+SHOWN = "\\x1b[2J\\x1b[31m红\\x0d\\x0a\\x07\\x9b1m\\u202eX"
+
+
+def hidden(text: str) -> list[str]:
+    """Characters of ``text`` that act on a terminal or are invisible (controls, format characters, surrogates,
+    line and paragraph separators), the line breaks between lines aside."""
+    return [c for c in text if c != "\n" and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
 
 
 def require_tool(name: str) -> str:

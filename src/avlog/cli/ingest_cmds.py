@@ -15,6 +15,7 @@ from avlog.cli.app import (
     _open,
     app,
 )
+from avlog.cli.params import stored_text
 from avlog.context import Context
 from avlog.errors import (
     AvlogError,
@@ -56,7 +57,11 @@ def ingest(
     ] = None,
     device_serial: Annotated[
         str | None,
-        typer.Option(help=_("The registered device the card comes from (needed with --from)."), show_default=False),
+        typer.Option(
+            help=_("The registered device the card comes from (needed with --from)."),
+            show_default=False,
+            callback=stored_text,  # stored as the clips' device when --allow-unregistered admits it
+        ),
     ] = None,
     device: Annotated[
         str | None,

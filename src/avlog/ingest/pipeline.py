@@ -26,6 +26,7 @@ from avlog.ingest.report import IngestProgress, IngestReport, ItemResult, NoProg
 from avlog.ingest.sources import Source, SourceEntry
 from avlog.store.hashing import Digests, copy_and_hash
 from avlog.store.objects import CopyNotProven, PutResult
+from avlog.textsafe import utf8_safe
 from avlog.timefmt import from_db, to_db
 
 #: Files copied at once from a folder source: on two cores this keeps both busy hashing.
@@ -289,12 +290,13 @@ def ingest(
     _mark_interrupted(ctx)
 
     started = ctx.clock()
+    location = utf8_safe(source.location)  # a --from path that is not UTF-8 is kept with its bytes as \xNN
     report = IngestReport(
         ingest_id=0,
         device_serial=device_serial,
         custodian=device["custodian"] if device else None,
         registered=device is not None,
-        source=source.location,
+        source=location,
         source_kind=source.kind,
         started_at=started,
         plugged_at=plugged_at or started,
@@ -312,7 +314,7 @@ def ingest(
                     "device_serial": device_serial,
                     "device_registered": int(device is not None),
                     "custodian": report.custodian,
-                    "source": source.location,
+                    "source": location,
                     "source_kind": source.kind,
                     "status": "running",
                     "skipped": sum(report.skipped.values()),
@@ -329,7 +331,7 @@ def ingest(
                 "device": device_serial,
                 "registered": device is not None,
                 "custodian": report.custodian,
-                "source": source.location,
+                "source": location,
                 "files": len(plan),
                 "skipped": report.skipped,
             },

@@ -20,7 +20,7 @@ from avlog.cli.app import (
     audit_app,
 )
 from avlog.cli.params import MAX_ROW_ID, key_text, user_time
-from avlog.context import init_store, open_context
+from avlog.context import SETTINGS_NAME, init_store, open_context
 from avlog.errors import (
     IntegrityError,
     UsageError,
@@ -38,9 +38,12 @@ def init(ctx: typer.Context) -> None:
     from avlog import render
 
     root = _store_path(ctx).absolute()
+    had_settings = (root / SETTINGS_NAME).exists()
     created = init_store(root)
     message = _("Created the store at {path}") if created else _("The store at {path} exists already")
     render.err.print(message.format(path=root))
+    if not created and not had_settings:
+        render.err.print(_("Wrote the default settings to {path}").format(path=root / SETTINGS_NAME))
 
 
 # -- ls / show --------------------------------------------------------------------------------------

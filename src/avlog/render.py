@@ -389,11 +389,24 @@ FINDING_TEXT = {
     "clock_behind": N_(
         "the newest clip is dated {duration} before the previous handover: the recorder's clock runs behind (Art. 11)"
     ),
+    "name_time_mismatch": N_(
+        "its file name says {name_time}, its container {container_time}: {duration} apart; a clock changed "
+        "between them or a renamed file (Art. 11)"
+    ),
 }
 
 
+def _detail_time(text: Any) -> str:
+    """A time of a finding's detail (ISO 8601 in the store's zone) as a table shows times."""
+    try:
+        return datetime.fromisoformat(str(text)).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(text)
+
+
 def finding_text(kind: str, seconds: float | None, other: int | None, detail: dict[str, Any] | None = None) -> str:
-    text = _(FINDING_TEXT.get(kind, kind)).format(duration=human_seconds(seconds), other=other)
+    times = {key: _detail_time((detail or {}).get(key)) for key in ("name_time", "container_time")}
+    text = _(FINDING_TEXT.get(kind, kind)).format(duration=human_seconds(seconds), other=other, **times)
     if kind == "late_handover" and detail and detail.get("over_deadline"):
         text += " " + _("— over the deadline")
     return text

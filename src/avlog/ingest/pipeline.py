@@ -21,7 +21,15 @@ from avlog.context import Context
 from avlog.errors import AvlogError, DeviceNotRegistered, DiskFull, StoreError
 from avlog.i18n import _
 from avlog.ingest import timeline
-from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
+from avlog.ingest.media import (
+    SNIFF_BYTES,
+    MediaInfo,
+    kind_by_extension,
+    kind_by_magic,
+    probe,
+    skip_reason,
+    time_from_path,
+)
 from avlog.ingest.report import IngestProgress, IngestReport, ItemResult, NoProgress
 from avlog.ingest.sources import Source, SourceEntry
 from avlog.store.hashing import Digests, copy_and_hash
@@ -434,6 +442,7 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
     catalog = ctx.catalog
     assert report.finished_at is not None
     fresh = set(new_clips)
+    fresh_rows = [row for row in catalog.clips(ingest_id=report.ingest_id) if row["id"] in fresh]
     clips = [
         timeline.ClipTimes(
             id=row["id"],
@@ -442,8 +451,7 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
             start=from_db(row["recorded_start"]),
             end=from_db(row["recorded_end"]),
         )
-        for row in catalog.clips(ingest_id=report.ingest_id)
-        if row["id"] in fresh
+        for row in fresh_rows
     ]
     ingest_settings = ctx.settings.ingest
     plausible = [
@@ -479,6 +487,15 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
         settings=ingest_settings,
         tz=ctx.settings.tz,
         neighbours=neighbours,
+    )
+    # Art. 11: the time in a file's name against its container's (a clock changed between them, a renamed file).
+    name_times = {
+        row["id"]: named
+        for row in fresh_rows
+        if row["time_source"] == "container" and (named := time_from_path(row["original_path"], ctx.settings.tz))
+    }
+    report.findings += timeline.name_time_findings(
+        clips, name_times, tolerance_s=ingest_settings.name_time_tolerance_s, tz=ctx.settings.tz
     )
     previous = catalog.one(
         "SELECT MAX(started_at) AS at FROM ingests WHERE device_serial = ? AND id != ? "

@@ -47,6 +47,17 @@ def require_tool(name: str) -> str:
     return path
 
 
+def venv_tool(name: str) -> Path:
+    """A command the test environment installs next to its interpreter (bagit.py, avlog): taken from there,
+    never from PATH, which on a fresh machine holds none of them (or another installation's)."""
+    path = Path(sys.executable).parent / name
+    if not path.is_file():
+        pytest.fail(
+            f"{name} is not installed next to {sys.executable}; install the test extras: pip install -e '.[test]'"
+        )
+    return path
+
+
 @dataclass
 class Result:
     exit_code: int

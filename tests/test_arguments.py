@@ -243,3 +243,32 @@ def test_numbers_and_times_out_of_range_are_usage_errors(cli: Cli, args: list[st
     assert result.exit_code == 2, (result.stdout, result.stderr)
     line = error_line(result.stderr)
     assert "too large to convert" not in line and "internal error" not in line
+
+
+def test_paths_the_catalog_must_record_are_refused_when_not_utf8(tmp_path: Path, demo_card: SampleCard) -> None:
+    """Where a path is kept to be used again (a disc image's, a cleared card's), it cannot be kept with its
+    bytes shown as \\xNN: such a path is refused up front, before anything is written."""
+    store = bytes(tmp_path) + b"/store"
+    assert avlog_bytes(b"--store", store, b"init")[0] == 0
+    out = bytes(tmp_path) + b"/out\xff"
+    code, out_text, err = avlog_bytes(b"--store", store, b"burn-iso", b"--out", out, b"--json")
+    assert code == 2 and json.loads(out_text)["exit_code"] == 2
+    assert "out\\xff is not a UTF-8 path" in error_line(err)
+    assert not os.path.exists(out)
+    odd_store = bytes(tmp_path) + b"/st\xfe"
+    assert avlog_bytes(b"--store", odd_store, b"init")[0] == 0
+    code, _out, err = avlog_bytes(b"--store", odd_store, b"burn-iso")
+    assert code == 2 and "st\\xfe/discs is not a UTF-8 path" in error_line(err)
+    assert avlog_bytes(b"--store", odd_store, b"burn-iso", b"--out", bytes(tmp_path) + b"/discs")[0] == 0
+
+    card = bytes(tmp_path) + b"/card\xfd"
+    os.rename(demo_card.root, card)
+    assert (
+        avlog_bytes(b"--store", store, b"device", b"register", b"BC-0001", b"--custodian", b"x", b"--unit", b"y")[0]
+        == 0
+    )
+    args = [b"ingest", b"--from", card, b"--device-serial", b"BC-0001", b"--clear-device"]
+    code, _out, err = avlog_bytes(b"--store", store, *args)
+    assert code == 2 and "--clear-device needs a card path that is UTF-8" in error_line(err)
+    assert catalog_rows(Path(os.fsdecode(store)), "SELECT COUNT(*) AS n FROM clips")[0]["n"] == 0
+    assert len(list(Path(os.fsdecode(card)).rglob("*.MP4"))) > 0

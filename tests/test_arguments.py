@@ -234,6 +234,9 @@ HUGE = "99999999999999999999"  # more than SQLite's INTEGER holds
         ["retention-sweep", "--dry-run", "--as-of", "9999-12-31"],
         ["hold", "add", "--device", "BC-0001", "--since", "0001-01-01", "--reason", "x"],
         ["burn-iso", "--clip", HUGE, "--dry-run"],
+        ["ingest", "--wait", "--timeout", "inf"],
+        ["ingest", "--wait", "--timeout", "nan"],
+        ["ingest", "--wait", "--timeout", "-1"],
     ],
 )
 def test_numbers_and_times_out_of_range_are_usage_errors(cli: Cli, args: list[str]) -> None:

@@ -70,7 +70,13 @@ def ingest(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help=_("Wait until a registered recorder is plugged in."))] = False,
     timeout: Annotated[
-        float | None, typer.Option(help=_("With --wait: give up after this many seconds."), min=0, show_default=False)
+        float | None,
+        typer.Option(
+            help=_("With --wait: give up after this many seconds (at most a year)."),
+            min=0,
+            max=366 * 86400,
+            show_default=False,
+        ),
     ] = None,
     clear_device: Annotated[
         bool,

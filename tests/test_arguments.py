@@ -275,3 +275,9 @@ def test_paths_the_catalog_must_record_are_refused_when_not_utf8(tmp_path: Path,
     assert code == 2 and "--clear-device needs a card path that is UTF-8" in error_line(err)
     assert catalog_rows(Path(os.fsdecode(store)), "SELECT COUNT(*) AS n FROM clips")[0]["n"] == 0
     assert len(list(Path(os.fsdecode(card)).rglob("*.MP4"))) > 0
+
+
+def test_a_lookup_with_a_control_character_before_an_undecodable_byte_is_still_refused(cli: Cli) -> None:
+    result = cli("ls", "--device", "a\x1bb\udcff")
+    assert result.exit_code == 2
+    assert "not valid UTF-8: the byte \\xff at character 4" in error_line(result.stderr)

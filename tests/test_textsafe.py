@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from rich.table import Table
 
 from avlog import render
-from avlog.textsafe import json_safe, json_visible, refused_character, utf8_safe, visible
+from avlog.textsafe import (
+    json_safe,
+    json_visible,
+    refused_character,
+    undecodable_character,
+    utf8_safe,
+    visible,
+)
 from conftest import HOSTILE, SHOWN, hidden
 
 SERIAL, SERIAL_SHOWN = "BC-\x1b[7m9", "BC-\\x1b[7m9"
@@ -52,6 +59,12 @@ def test_visible_output_is_inert_encodable_and_stable(text: str) -> None:
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cf", "Zl", "Zp"))))
 def test_ordinary_text_is_shown_as_it_is(text: str) -> None:
     assert visible(text) == text and refused_character(text) is None
+
+
+def test_undecodable_character_finds_the_first_byte_that_is_not_utf8() -> None:
+    found = undecodable_character("a\x1bb\udcfec")
+    assert found is not None and (found.position, found.shown, found.undecodable) == (3, "\\xfe", True)
+    assert undecodable_character("张三\x1b") is None
 
 
 def test_refused_character_says_where_and_what() -> None:

@@ -109,6 +109,12 @@ def refused_character(text: str) -> Refused | None:
     return Refused(found.start(), _escape(char), unicodedata.category(char) == "Cs")
 
 
+def undecodable_character(text: str) -> Refused | None:
+    """The first lone surrogate of ``text`` (a byte of a name or argument that is not UTF-8), or None."""
+    found = _SURROGATES.search(text)
+    return None if found is None else Refused(found.start(), _escape(found.group()), True)
+
+
 def _json_escape(char: str) -> str:
     code = ord(char)
     if code > 0xFFFF:  # JSON spells a character beyond the BMP as its UTF-16 surrogate pair

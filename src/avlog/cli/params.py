@@ -23,7 +23,7 @@ import typer
 from avlog.errors import UsageError
 from avlog.i18n import _
 from avlog.store.catalog import MAX_ROW_ID
-from avlog.textsafe import refused_character
+from avlog.textsafe import refused_character, undecodable_character
 
 __all__ = ["MAX_ROW_ID", "key_text", "stored_text", "user_time"]
 
@@ -38,16 +38,15 @@ def _values(value: Any) -> list[str]:
 
 def _check(value: Any, *, stored: bool) -> None:
     for text in _values(value):
-        refused = refused_character(text)
-        if refused is None:
-            continue
-        if refused.undecodable:
+        undecodable = undecodable_character(text)
+        if undecodable is not None:
             raise typer.BadParameter(
                 _("not valid UTF-8: the byte {byte} at character {position}").format(
-                    byte=refused.shown, position=refused.position + 1
+                    byte=undecodable.shown, position=undecodable.position + 1
                 )
             )
-        if stored:
+        refused = refused_character(text) if stored else None
+        if refused is not None:
             raise typer.BadParameter(
                 _(
                     "the control or invisible character {char} at character {position}; text kept in the "

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,8 @@ from avlog.textsafe import (
     visible,
 )
 from conftest import HOSTILE, SHOWN, hidden
+
+HIDDEN = ("Cc", "Cf", "Cs", "Zl", "Zp")
 
 SERIAL, SERIAL_SHOWN = "BC-\x1b[7m9", "BC-\\x1b[7m9"
 
@@ -59,6 +63,19 @@ def test_visible_output_is_inert_encodable_and_stable(text: str) -> None:
 @given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cf", "Zl", "Zp"))))
 def test_ordinary_text_is_shown_as_it_is(text: str) -> None:
     assert visible(text) == text and refused_character(text) is None
+
+
+def test_every_hidden_character_of_unicode_is_escaped() -> None:
+    """The fast search for suspects skips ranges that hold no hidden character; this holds for every code point
+    of this Python's Unicode tables (a future Unicode version adding one to those ranges would fail here)."""
+    hidden_chars = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in HIDDEN]
+    assert len(hidden_chars) > 2000
+    text = "".join(hidden_chars)
+    assert visible(text) == "".join(visible(c) for c in hidden_chars)
+    assert all(visible(c) != c for c in hidden_chars)
+    assert all(refused_character(f"ok{c}") is not None for c in hidden_chars)
+    dumped = json_visible(json.dumps(json_safe(text), ensure_ascii=False))
+    assert hidden(dumped) == [] and json.loads(dumped) == utf8_safe(text)
 
 
 def test_undecodable_character_finds_the_first_byte_that_is_not_utf8() -> None:

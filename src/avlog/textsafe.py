@@ -19,9 +19,7 @@ record is shown on one line (the audit trail, a table cell), and a tab would sho
 
 from __future__ import annotations
 
-import functools
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -47,25 +45,21 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-@functools.cache
-def _hidden_pattern(lowest: int = 0) -> re.Pattern[str]:
-    """One character of a hidden category at or above code point ``lowest``, from this Python's Unicode
-    tables (some 25 ranges; built once, on first need, in a few hundredths of a second)."""
-    ranges: list[list[int]] = []
-    for code in range(lowest, sys.maxunicode + 1):
-        if unicodedata.category(chr(code)) in HIDDEN_CATEGORIES:
-            if ranges and ranges[-1][1] == code - 1:
-                ranges[-1][1] = code
-            else:
-                ranges.append([code, code])
-    return re.compile("[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]")
+#: Characters that may be hidden, found fast: everything but the printable ranges text mostly consists of
+#: (ASCII, Latin to Hebrew without the soft hyphen, CJK punctuation and ideographs, Hangul), none of which
+#: holds a hidden character. Each character found is then judged by its Unicode category.
+_SUSPECT = re.compile("[^\x20-\x7e\u00a0-\u00ac\u00ae-\u05ff\u3000-\u9fff\uac00-\ud7a3]")
+
+
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in HIDDEN_CATEGORIES
 
 
 def visible(text: str) -> str:
     """``text`` with every character that would act on a terminal or cannot be encoded shown as an escape."""
     if text.isprintable():  # the common case, checked in C: nothing to do
         return text
-    return _hidden_pattern().sub(lambda m: _escape(m.group()), text)
+    return _SUSPECT.sub(lambda m: _escape(c) if _hidden(c := m.group()) else c, text)
 
 
 def utf8_safe(text: str) -> str:
@@ -102,11 +96,11 @@ def refused_character(text: str) -> Refused | None:
     """The first character of ``text`` the catalog does not take (see the module's rule), or None."""
     if text.isprintable():
         return None
-    found = _hidden_pattern().search(text)
-    if found is None:
-        return None
-    char = found.group()
-    return Refused(found.start(), _escape(char), unicodedata.category(char) == "Cs")
+    for found in _SUSPECT.finditer(text):
+        char = found.group()
+        if _hidden(char):
+            return Refused(found.start(), _escape(char), unicodedata.category(char) == "Cs")
+    return None
 
 
 def undecodable_character(text: str) -> Refused | None:
@@ -128,4 +122,9 @@ def json_visible(dumped: str) -> str:
     C1 controls, bidirectional overrides, line separators) written as ``\\uXXXX`` escapes: the same document
     for a parser, harmless when a person pipes it to a terminal. ``json.dumps`` escapes C0 itself; the
     line breaks left are the document's own."""
-    return _hidden_pattern(0x7F).sub(lambda m: _json_escape(m.group()), dumped)
+
+    def escaped(found: re.Match[str]) -> str:
+        char = found.group()
+        return _json_escape(char) if char != "\n" and _hidden(char) else char
+
+    return _SUSPECT.sub(escaped, dumped)

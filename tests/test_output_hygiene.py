@@ -232,3 +232,17 @@ def test_a_usage_error_of_the_top_level_options_is_a_document_too(tmp_path: Path
 def test_without_arguments_a_group_still_shows_its_help(cli: Cli) -> None:
     result = cli("device")
     assert result.exit_code == 2 and "register" in result.stdout + result.stderr
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_an_escape_not_a_crash(hostile_store: Path) -> None:
+    """The last safety net of main(): an output encoding without Chinese (an ASCII-only terminal) gets
+    backslash escapes for what it cannot show, never an exception halfway through a table."""
+    env = {**os.environ, "AVLOG_USER": "tester", "PYTHONIOENCODING": "ascii", "COLUMNS": "2000"}
+    for args in (["device", "list"], ["show", "1"], ["case", "show", "不存在"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "avlog", "--store", str(hostile_store), *args], capture_output=True, env=env
+        )
+        out, err = done.stdout.decode("ascii"), done.stderr.decode("ascii")  # strictly ASCII
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert done.returncode == (1 if args[0] == "case" else 0), err
+        assert "\\u4e0d\\u5b58\\u5728" in err if args[0] == "case" else "\\u7ea2" in out

@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,12 +29,34 @@ from avlog.samples import SampleCard, build_demo_card
 
 TZ = ZoneInfo("Asia/Shanghai")
 
+#: Clears the screen, turns text red, returns the cursor and starts a new line, rings, sends an 8-bit CSI,
+#: reverses the rest of the line: everything a stored string should never do to a terminal.
+HOSTILE = "\x1b[2J\x1b[31m红\r\n\x07\x9b1m\u202eX"
+SHOWN = "\\x1b[2J\\x1b[31m红\\x0d\\x0a\\x07\\x9b1m\\u202eX"
+
+
+def hidden(text: str) -> list[str]:
+    """Characters of ``text`` that act on a terminal or are invisible (controls, format characters, surrogates,
+    line and paragraph separators), the line breaks between lines aside."""
+    return [c for c in text if c != "\n" and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+
 
 def require_tool(name: str) -> str:
     """The path of a command the tests need; a missing one fails the test (CI installs them all)."""
     path = shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed; .ci/run installs the test tools")
+    return path
+
+
+def venv_tool(name: str) -> Path:
+    """A command the test environment installs next to its interpreter (bagit.py, avlog): taken from there,
+    never from PATH, which on a fresh machine holds none of them (or another installation's)."""
+    path = Path(sys.executable).parent / name
+    if not path.is_file():
+        pytest.fail(
+            f"{name} is not installed next to {sys.executable}; install the test extras: pip install -e '.[test]'"
+        )
     return path
 
 

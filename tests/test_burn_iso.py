@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from avlog.samples import write_video
-from conftest import Cli, register, require_tool
+from conftest import Cli, register, require_tool, venv_tool
 from conftest import catalog_rows as rows
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -143,7 +144,9 @@ def test_images_hold_a_valid_bag_that_stock_tools_read(
         [require_tool("sha256sum"), "-c", "manifest-sha256.txt"], cwd=tree, capture_output=True, text=True
     )
     assert checked.returncode == 0 and checked.stdout.count(": OK") == 6, checked.stdout
-    cli_validate = subprocess.run(["bagit.py", "--validate", str(tree)], capture_output=True, text=True)
+    cli_validate = subprocess.run(
+        [sys.executable, str(venv_tool("bagit.py")), "--validate", str(tree)], capture_output=True, text=True
+    )
     assert cli_validate.returncode == 0, cli_validate.stderr
 
     catalog = json.loads((tree / "data" / "catalog.json").read_text(encoding="utf-8"))

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import require_tool
+from conftest import require_tool, venv_tool
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 
 
 def test_systemd_units_verify(tmp_path: Path) -> None:
     analyze = require_tool("systemd-analyze")
-    avlog = shutil.which("avlog") or f"{sys.executable} -m avlog"
+    avlog = str(venv_tool("avlog"))  # this environment's, not whichever one PATH finds
     units = []
     for unit in sorted((CONTRIB / "systemd").iterdir()):
         text = unit.read_text(encoding="utf-8").replace("/usr/local/bin/avlog", avlog)

@@ -22,6 +22,7 @@ from avlog.i18n import _
 from avlog.settings import DEFAULT_TOML, Settings, load_settings
 from avlog.store.catalog import Catalog
 from avlog.store.objects import ObjectStore
+from avlog.textsafe import utf8_safe
 
 CATALOG_NAME = "catalog.sqlite"
 SETTINGS_NAME = "avlog.toml"
@@ -184,7 +185,7 @@ def init_store(root: Path, *, actor: str | None = None, clock: Callable[[], date
         if catalog.one("SELECT 1 FROM audit WHERE action = 'store.init'"):
             return False
         with catalog.change():
-            catalog.audit("store.init", "store", {"path": str(root), "avlog": __version__})
+            catalog.audit("store.init", "store", {"path": utf8_safe(str(root)), "avlog": __version__})
         return True
     finally:
         catalog.close()

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
@@ -31,16 +33,38 @@ from avlog.ingest.report import IngestReport
 from avlog.ingest.timeline import Finding
 from avlog.retention.policy import PURGED, ClipFacts, Due, Keep, Policy, decide, explain, retention_end
 from avlog.store.catalog import Catalog, loads
+from avlog.textsafe import json_safe, json_visible, visible
 from avlog.timefmt import from_db, show
 
+
+class VisibleConsole(Console):
+    """A console that shows every string it is given through :func:`avlog.textsafe.visible`.
+
+    Rich turns each string it prints (a message, a table cell, a title, a caption) into text through
+    ``render_str``; escaping there reaches every one of them, before rich measures widths, so an escape
+    sequence, a carriage return or a line feed in a file name, a custodian or a note shows as ``\x1b``,
+    ``\x0d``, ``\x0a`` and can neither act on the terminal nor forge a line. Text objects built by avlog
+    itself carry avlog's own words and styles; data put in one goes through :func:`styled`.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
+
+def styled(text: str, style: str | Style = "") -> Text:
+    """Data in a style of its own, shown as every other string is (:func:`visible`)."""
+    return Text(visible(text), style=style)
+
+
 # markup=False: file names, custodians and USB strings are data; "[red]x.mp4" must show as it is.
-out = Console(highlight=False, markup=False)
-err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # a notice is one line
+out = VisibleConsole(highlight=False, markup=False)
+err = VisibleConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)  # a notice is one line
 
 
 def error_line(message: str) -> None:
-    """The one line a failure prints on stderr: never wrapped, red on a terminal."""
-    text = "avlog: " + " ".join(message.split())
+    """The one line a failure prints on stderr: never wrapped, red on a terminal, nothing in it can act on
+    the terminal or start another line."""
+    text = "avlog: " + " ".join(visible(message).split())
     if err.is_terminal:
         err.print(text, style="bold red", markup=False, highlight=False, soft_wrap=True)
     else:
@@ -53,9 +77,10 @@ json_emitted = False
 
 
 def emit_json(document: Any) -> None:
-    """Exactly one JSON document on stdout."""
+    """Exactly one JSON document on stdout. Control characters in its strings are JSON escapes (the values
+    are kept); bytes of a name that is not UTF-8 are shown as :func:`visible` shows them."""
     global json_emitted
-    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n")
+    sys.stdout.write(json_visible(json.dumps(json_safe(document), ensure_ascii=False, indent=2)) + "\n")
     sys.stdout.flush()
     json_emitted = True
 
@@ -113,7 +138,10 @@ class RichIngestProgress:
     def file(self, path: str, size: int) -> None:
         if self.progress is not None and self.task is not None:
             self.done += 1
-            self.progress.update(self.task, files=f"{self.done}/{self.files}", description=path[-40:])
+            # The description is markup: a file name in it is escaped twice, for the terminal and for rich.
+            self.progress.update(
+                self.task, files=f"{self.done}/{self.files}", description=escape_markup(visible(path)[-40:])
+            )
 
     def advance(self, nbytes: int) -> None:
         if self.progress is not None and self.task is not None:
@@ -148,7 +176,7 @@ class RichPhaseProgress:
             )
             self.progress.start()
         progress = self.progress
-        task = progress.add_task(f"{_(self.PHASES.get(phase, phase))} {name}", total=total)
+        task = progress.add_task(escape_markup(visible(f"{_(self.PHASES.get(phase, phase))} {name}")), total=total)
         return lambda n: progress.advance(task, n)
 
     def end(self) -> None:
@@ -168,7 +196,7 @@ def simple_progress(label: str, total: int) -> Progress | None:
         console=err,
         transient=True,
     )
-    progress.add_task(label, total=total)
+    progress.add_task(escape_markup(visible(label)), total=total)
     return progress
 
 
@@ -361,11 +389,24 @@ FINDING_TEXT = {
     "clock_behind": N_(
         "the newest clip is dated {duration} before the previous handover: the recorder's clock runs behind (Art. 11)"
     ),
+    "name_time_mismatch": N_(
+        "its file name says {name_time}, its container {container_time}: {duration} apart; a clock changed "
+        "between them or a renamed file (Art. 11)"
+    ),
 }
 
 
+def _detail_time(text: Any) -> str:
+    """A time of a finding's detail (ISO 8601 in the store's zone) as a table shows times."""
+    try:
+        return datetime.fromisoformat(str(text)).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(text)
+
+
 def finding_text(kind: str, seconds: float | None, other: int | None, detail: dict[str, Any] | None = None) -> str:
-    text = _(FINDING_TEXT.get(kind, kind)).format(duration=human_seconds(seconds), other=other)
+    times = {key: _detail_time((detail or {}).get(key)) for key in ("name_time", "container_time")}
+    text = _(FINDING_TEXT.get(kind, kind)).format(duration=human_seconds(seconds), other=other, **times)
     if kind == "late_handover" and detail and detail.get("over_deadline"):
         text += " " + _("— over the deadline")
     return text
@@ -539,10 +580,11 @@ def identity_json(identity: Any) -> dict[str, Any]:
 
 
 def log(message: str) -> None:
-    """One timestamped line on stderr, for long-running modes (journald keeps it)."""
+    """One timestamped line on stderr, for long-running modes (journald keeps it); nothing in ``message`` can
+    start another line or act on the terminal."""
     from datetime import datetime
 
-    sys.stderr.write(f"{datetime.now().astimezone().isoformat(timespec='seconds')} avlog: {message}\n")
+    sys.stderr.write(f"{datetime.now().astimezone().isoformat(timespec='seconds')} avlog: {visible(message)}\n")
     sys.stderr.flush()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,49 +41,95 @@ COMMAND_ORDER = (
 )
 
 
+def _is_click(exc: BaseException, name: str) -> bool:
+    """Whether ``exc`` is click's (vendored by typer or not) exception class ``name`` or a subclass of it."""
+    return any(cls.__name__ == name and cls.__module__.startswith(("typer", "click")) for cls in type(exc).__mro__)
+
+
+def _fail(message: str, code: int, wants_json: bool) -> SystemExit:
+    """SPEC.md's failure: with --json, one document on stdout saying what went wrong (unless the command
+    printed its own); always the one ``avlog:`` line on stderr; then the exit code."""
+    from avlog import render
+
+    if wants_json and not render.json_emitted:
+        render.emit_json({"ok": False, "error": message, "exit_code": code})
+    render.error_line(message)
+    return SystemExit(code)
+
+
+def _usage_failure(exc: Exception, wants_json: bool) -> SystemExit:
+    """A usage error found by the parser (an unknown option, a bad or missing value) as one line, exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "avlog"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    return _fail(
+        _("{reason} (see: {command} --help)").format(reason=message.strip(), command=command),
+        int(getattr(exc, "exit_code", 2)),
+        wants_json,
+    )
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    # With no arguments a group shows its help (also a "usage error" to click): that stays as it is.
+    return _is_click(exc, "UsageError") and not _is_click(exc, "NoArgsIsHelpError")
+
+
 class AvlogGroup(TyperGroup):
-    """Turns every :class:`AvlogError` into one line on stderr and SPEC.md's exit code, in one place."""
+    """Turns every :class:`AvlogError`, usage error and unexpected exception into one line on stderr and
+    SPEC.md's exit code, in one place; with ``--json``, also into one JSON document on stdout."""
 
     def list_commands(self, ctx: Any) -> list[str]:
         """The order a new user meets the commands in, rather than the order they were defined."""
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: (COMMAND_ORDER.index(n) if n in COMMAND_ORDER else len(COMMAND_ORDER), n))
 
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """Parsing the top-level options (and a sub-group's) happens here, before :meth:`invoke`."""
+        from avlog import render
+
+        if parent is None:
+            render.json_emitted = False  # a new run (tests run many in one process)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except Exception as exc:
+            if _is_usage_error(exc):
+                raise _usage_failure(exc, "--json" in args) from None
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         from avlog import render
 
-        wants_json = "--json" in [*getattr(ctx, "protected_args", []), *ctx.args]
+        wants_json = "--json" in [*getattr(ctx, "_protected_args", []), *getattr(ctx, "protected_args", []), *ctx.args]
         render.json_emitted = False
-
-        def fail(message: str, code: int) -> SystemExit:
-            if wants_json and not render.json_emitted:
-                # A script asked for one document: it gets one, saying what went wrong, even on failure.
-                render.emit_json({"ok": False, "error": message, "exit_code": code})
-            render.error_line(message)
-            return SystemExit(code)
 
         try:
             return super().invoke(ctx)
         except AvlogError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+            raise _fail(str(exc), exc.exit_code, wants_json) from None
         except sqlite3.DatabaseError as exc:
-            raise fail(_("the catalog cannot be used: {reason}").format(reason=exc), 1) from None
+            raise _fail(_("the catalog cannot be used: {reason}").format(reason=exc), 1, wants_json) from None
         except KeyboardInterrupt:
-            raise fail(_("interrupted"), 130) from None
+            raise _fail(_("interrupted"), 130, wants_json) from None
         except OSError as exc:
-            raise fail(
-                _("{reason}: {path}").format(reason=exc.strerror or type(exc).__name__, path=exc.filename or ""), 1
+            raise _fail(
+                _("{reason}: {path}").format(reason=exc.strerror or type(exc).__name__, path=exc.filename or ""),
+                1,
+                wants_json,
             ) from None
         except Exception as exc:
-            # Typer's own usage errors and exits (click's, vendored or not) keep their meaning.
-            if os.environ.get("AVLOG_DEBUG") or type(exc).__module__.startswith(("typer", "click")):
+            if _is_usage_error(exc):
+                raise _usage_failure(exc, wants_json) from None
+            # Typer's own exits and help (click's, vendored or not) keep their meaning.
+            if type(exc).__module__.startswith(("typer", "click")):
                 raise
-            render.error_line(
-                _("internal error: {kind}: {reason} (run again with AVLOG_DEBUG=1 for details)").format(
-                    kind=type(exc).__name__, reason=exc
-                )
+            message = _("internal error: {kind}: {reason} (run again with AVLOG_DEBUG=1 for details)").format(
+                kind=type(exc).__name__, reason=exc
             )
-            raise SystemExit(1) from None
+            if os.environ.get("AVLOG_DEBUG"):
+                if wants_json and not render.json_emitted:
+                    render.emit_json({"ok": False, "error": message, "exit_code": 1})
+                raise
+            raise _fail(message, 1, wants_json) from None
 
 
 def _examples(*lines: str) -> str:
@@ -165,4 +212,10 @@ class _closing:
 
 def main() -> None:
     """The ``avlog`` console script."""
+    # The last safety net: whatever reaches stdout or stderr unescaped (a name that is not UTF-8, a
+    # terminal that cannot show a character) is written as a backslash escape, never a crash halfway.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     app()

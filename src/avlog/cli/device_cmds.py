@@ -15,6 +15,7 @@ from avlog.cli.app import (
     _open,
     device_app,
 )
+from avlog.cli.params import key_text, stored_text
 from avlog.context import Context
 from avlog.errors import (
     AvlogError,
@@ -33,11 +34,15 @@ from avlog.i18n import _
 )
 def device_register(
     ctx: typer.Context,
-    serial: Annotated[str, typer.Argument(help=_("The recorder's serial number."))],
-    custodian: Annotated[str, typer.Option(help=_("The person responsible for the device (Art. 10)."))],
-    unit: Annotated[str, typer.Option(help=_("The unit that equips the device (Art. 6)."))],
-    kind: Annotated[str, typer.Option(help=_("bodycam, camera, audio, terminal or fixed."))] = "bodycam",
-    label: Annotated[str | None, typer.Option(help=_("A free label, e.g. the model."))] = None,
+    serial: Annotated[str, typer.Argument(help=_("The recorder's serial number."), callback=stored_text)],
+    custodian: Annotated[
+        str, typer.Option(help=_("The person responsible for the device (Art. 10)."), callback=stored_text)
+    ],
+    unit: Annotated[str, typer.Option(help=_("The unit that equips the device (Art. 6)."), callback=stored_text)],
+    kind: Annotated[
+        str, typer.Option(help=_("bodycam, camera, audio, terminal or fixed."), callback=key_text)
+    ] = "bodycam",
+    label: Annotated[str | None, typer.Option(help=_("A free label, e.g. the model."), callback=stored_text)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import render

@@ -9,9 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from avlog.cli.app import AvlogGroup, JsonOpt, _closing, _examples, _open, app
+from avlog.cli.params import key_text, stored_text
 from avlog.errors import AvlogError, IntegrityError, PartialFailure, UsageError
 from avlog.i18n import _
 from avlog.iso.media import MEDIA
+from avlog.textsafe import utf8_safe, visible
 
 disc_app = typer.Typer(
     cls=AvlogGroup,
@@ -90,6 +92,7 @@ def burn_iso(
             metavar="MEDIA",
             help=_("Disc size to pack for (default: discs.default_media)."),
             show_default=False,
+            callback=key_text,
         ),
     ] = None,
     out: Annotated[
@@ -115,7 +118,9 @@ def burn_iso(
     ] = None,
     case: Annotated[
         str | None,
-        typer.Option("--case", metavar="CASE", help=_("Only clips linked to this case."), show_default=False),
+        typer.Option(
+            "--case", metavar="CASE", help=_("Only clips linked to this case."), show_default=False, callback=key_text
+        ),
     ] = None,
     flag_reason: Annotated[
         str | None,
@@ -124,11 +129,14 @@ def burn_iso(
             metavar="REASON",
             help=_("Only clips flagged for this reason (dispute, obstruction, incident, other)."),
             show_default=False,
+            callback=key_text,
         ),
     ] = None,
     clip: Annotated[
         list[str] | None,
-        typer.Option("--clip", metavar="CLIP", help=_("Only this clip (repeatable)."), show_default=False),
+        typer.Option(
+            "--clip", metavar="CLIP", help=_("Only this clip (repeatable)."), show_default=False, callback=key_text
+        ),
     ] = None,
     evidence_for: Annotated[
         str | None,
@@ -137,6 +145,7 @@ def burn_iso(
             metavar="CASE",
             help=_("An evidence disc of this case's clips, with the Art. 21 explanation."),
             show_default=False,
+            callback=key_text,
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -155,6 +164,15 @@ def burn_iso(
         check_burner(burn)
     progress = None if as_json else render.RichPhaseProgress()
     with _closing(_open(ctx)) as c:
+        folder = str((out or c.root / "discs").absolute())
+        if not dry_run and utf8_safe(folder) != folder:
+            # The disc registry keeps each image's path to read it again; the catalog holds UTF-8 only.
+            raise UsageError(
+                _(
+                    "{path} is not a UTF-8 path, and the disc registry records where each image is; "
+                    "write the images to another folder with --out DIR"
+                ).format(path=folder)
+            )
         try:
             report = archive.burn_iso(
                 c,
@@ -234,7 +252,11 @@ def _burn_all(c: Any, report: Any, device: str, as_json: bool) -> tuple[dict[str
             break
         if n:
             typer.prompt(
-                _("Put a blank disc for {vol} in {device} and press Enter").format(vol=disc.volume_id, device=device),
+                visible(
+                    _("Put a blank disc for {vol} in {device} and press Enter").format(
+                        vol=disc.volume_id, device=device
+                    )
+                ),
                 default="",
                 show_default=False,
             )
@@ -398,7 +420,10 @@ def disc_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def disc_show(
     ctx: typer.Context,
     disc: Annotated[
-        str, typer.Argument(metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."))
+        str,
+        typer.Argument(
+            metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."), callback=key_text
+        ),
     ],
     as_json: JsonOpt = False,
 ) -> None:
@@ -560,7 +585,9 @@ def disc_verify(
     epilog=_examples("avlog disc locate 42", "avlog disc locate 3f9a1c2b --json"),
 )
 def disc_locate(
-    ctx: typer.Context, clip: Annotated[str, typer.Argument(metavar="CLIP")], as_json: JsonOpt = False
+    ctx: typer.Context,
+    clip: Annotated[str, typer.Argument(metavar="CLIP", callback=key_text)],
+    as_json: JsonOpt = False,
 ) -> None:
     from rich.table import Table
 
@@ -615,16 +642,23 @@ def disc_locate(
 def disc_mark(
     ctx: typer.Context,
     disc: Annotated[
-        str, typer.Argument(metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."))
+        str,
+        typer.Argument(
+            metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."), callback=key_text
+        ),
     ],
     burned: Annotated[bool, typer.Option("--burned", help=_("It has been burned."))] = False,
     location: Annotated[
-        str | None, typer.Option("--location", metavar="TEXT", help=_("Where it is kept."), show_default=False)
+        str | None,
+        typer.Option(
+            "--location", metavar="TEXT", help=_("Where it is kept."), show_default=False, callback=stored_text
+        ),
     ] = None,
     lost: Annotated[bool, typer.Option("--lost", help=_("It is lost."))] = False,
     unreadable: Annotated[bool, typer.Option("--unreadable", help=_("It no longer reads."))] = False,
     note: Annotated[
-        str | None, typer.Option("--note", metavar="TEXT", help=_("What happened."), show_default=False)
+        str | None,
+        typer.Option("--note", metavar="TEXT", help=_("What happened."), show_default=False, callback=stored_text),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -656,7 +690,10 @@ def disc_mark(
 def disc_burn(
     ctx: typer.Context,
     disc: Annotated[
-        str, typer.Argument(metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."))
+        str,
+        typer.Argument(
+            metavar="ID", help=_("The disc: its volume id (AVLOG_2026_0001) or row number."), callback=key_text
+        ),
     ],
     device: Annotated[str, typer.Argument(metavar="DEVICE")],
     as_json: JsonOpt = False,

@@ -15,6 +15,7 @@ from avlog.cli.app import (
     _open,
     app,
 )
+from avlog.cli.params import stored_text
 from avlog.context import Context
 from avlog.errors import (
     AvlogError,
@@ -24,6 +25,7 @@ from avlog.errors import (
     UsageError,
 )
 from avlog.i18n import _
+from avlog.textsafe import utf8_safe
 
 # -- ingest -----------------------------------------------------------------------------------------
 
@@ -56,7 +58,11 @@ def ingest(
     ] = None,
     device_serial: Annotated[
         str | None,
-        typer.Option(help=_("The registered device the card comes from (needed with --from)."), show_default=False),
+        typer.Option(
+            help=_("The registered device the card comes from (needed with --from)."),
+            show_default=False,
+            callback=stored_text,  # stored as the clips' device when --allow-unregistered admits it
+        ),
     ] = None,
     device: Annotated[
         str | None,
@@ -64,7 +70,13 @@ def ingest(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help=_("Wait until a registered recorder is plugged in."))] = False,
     timeout: Annotated[
-        float | None, typer.Option(help=_("With --wait: give up after this many seconds."), min=0, show_default=False)
+        float | None,
+        typer.Option(
+            help=_("With --wait: give up after this many seconds (at most a year)."),
+            min=0,
+            max=366 * 86400,
+            show_default=False,
+        ),
     ] = None,
     clear_device: Annotated[
         bool,
@@ -90,6 +102,14 @@ def ingest(
             raise UsageError(_("give the card's device with --device-serial SERIAL"))
         if device is not None or wait:
             raise UsageError(_("--from reads a card you name; --device and --wait find attached ones"))
+        if clear_device and utf8_safe(str(source.absolute())) != str(source.absolute()):
+            # Clearing is recorded with the card's path, and the catalog holds UTF-8 only.
+            raise UsageError(
+                _(
+                    "--clear-device needs a card path that is UTF-8, not {path}; ingest without clearing, "
+                    "or mount the card at another folder"
+                ).format(path=source.absolute())
+            )
         with _closing(_open(ctx)) as c:
             report = _ingest_one(c, source.absolute(), device_serial, allow_unregistered, clear_device, yes, as_json)
         _ingest_exit(report)

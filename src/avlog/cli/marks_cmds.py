@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from avlog.cli.app import JsonOpt, _closing, _examples, _open, app
+from avlog.cli.params import MAX_ROW_ID, key_text, stored_text, user_time
 from avlog.errors import UsageError
 from avlog.i18n import _
 
@@ -24,14 +25,15 @@ hold_app = typer.Typer(
 app.add_typer(case_app, name="case", short_help=_("Cases and the clips that are their evidence."))
 app.add_typer(hold_app, name="hold", short_help=_("Legal holds that block purging."))
 
-ClipsArg = Annotated[list[str], typer.Argument(help=_("Clip ids or BLAKE3 prefixes (at least 8 hex digits)."))]
+ClipsArg = Annotated[
+    list[str], typer.Argument(help=_("Clip ids or BLAKE3 prefixes (at least 8 hex digits)."), callback=key_text)
+]
+CaseArg = Annotated[str, typer.Argument(metavar="CASE", callback=key_text)]
 
 
 def _end_of(text: str, tz: Any) -> datetime:
     """``--until 2026-11-30`` holds all of 30 November; a time given with it is taken as it is."""
-    from avlog.timefmt import parse_user_time
-
-    moment = parse_user_time(text, tz)
+    moment = user_time(text, tz, "--until")
     if len(text.strip()) == 10:  # a date alone
         moment = moment + timedelta(days=1) - timedelta(microseconds=1)
     return moment
@@ -44,7 +46,7 @@ def _date(text: str | None, option: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise UsageError(
-            _("{option} must be a date like 2027-06-30, not {text!r}").format(option=option, text=text)
+            _("{option} must be a date like 2027-06-30, not {text}").format(option=option, text=text)
         ) from exc
 
 
@@ -59,8 +61,10 @@ def _date(text: str | None, option: str) -> date | None:
 def flag(
     ctx: typer.Context,
     clips: ClipsArg,
-    reason: Annotated[str, typer.Option(help=_("dispute, obstruction, incident or other."))],
-    note: Annotated[str | None, typer.Option(help=_("What happened, for the record."), show_default=False)] = None,
+    reason: Annotated[str, typer.Option(help=_("dispute, obstruction, incident or other."), callback=key_text)],
+    note: Annotated[
+        str | None, typer.Option(help=_("What happened, for the record."), show_default=False, callback=stored_text)
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
@@ -81,8 +85,10 @@ def flag(
 def unflag(
     ctx: typer.Context,
     clips: ClipsArg,
-    note: Annotated[str, typer.Option(help=_("Why the clip no longer needs long-term keeping."))],
-    reason: Annotated[str | None, typer.Option(help=_("Only flags of this reason."), show_default=False)] = None,
+    note: Annotated[str, typer.Option(help=_("Why the clip no longer needs long-term keeping."), callback=stored_text)],
+    reason: Annotated[
+        str | None, typer.Option(help=_("Only flags of this reason."), show_default=False, callback=key_text)
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
@@ -118,10 +124,12 @@ def _case_json(c: Any, row: dict[str, Any]) -> dict[str, Any]:
 )
 def case_add(
     ctx: typer.Context,
-    case_no: Annotated[str, typer.Argument(metavar="CASE", help=_("The case number."))],
-    title: Annotated[str | None, typer.Option(help=_("What the case is about."), show_default=False)] = None,
+    case_no: Annotated[str, typer.Argument(metavar="CASE", help=_("The case number."), callback=stored_text)],
+    title: Annotated[
+        str | None, typer.Option(help=_("What the case is about."), show_default=False, callback=stored_text)
+    ] = None,
     retain_until: Annotated[
-        str | None, typer.Option(help=_("Keep its clips until this date."), show_default=False)
+        str | None, typer.Option(help=_("Keep its clips until this date."), show_default=False, callback=key_text)
     ] = None,
     retain_years: Annotated[
         int | None, typer.Option(help=_("Keep its clips this many years after closing."), show_default=False)
@@ -148,8 +156,8 @@ def case_add(
 )
 def case_close(
     ctx: typer.Context,
-    case_no: Annotated[str, typer.Argument(metavar="CASE")],
-    on: Annotated[str, typer.Option("--on", help=_("The closing date."))],
+    case_no: CaseArg,
+    on: Annotated[str, typer.Option("--on", help=_("The closing date."), callback=key_text)],
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
@@ -170,7 +178,7 @@ def case_close(
 )
 def case_link(
     ctx: typer.Context,
-    case_no: Annotated[str, typer.Argument(metavar="CASE")],
+    case_no: CaseArg,
     clips: ClipsArg,
     as_json: JsonOpt = False,
 ) -> None:
@@ -191,9 +199,11 @@ def case_link(
 )
 def case_unlink(
     ctx: typer.Context,
-    case_no: Annotated[str, typer.Argument(metavar="CASE")],
+    case_no: CaseArg,
     clips: ClipsArg,
-    note: Annotated[str, typer.Option(help=_("Why the clip is no longer evidence in this case."))],
+    note: Annotated[
+        str, typer.Option(help=_("Why the clip is no longer evidence in this case."), callback=stored_text)
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
@@ -209,9 +219,7 @@ def case_unlink(
 @case_app.command(
     "show", help=_("Show a case, its retention and its clips."), epilog=_examples("avlog case show 2026-017")
 )
-def case_show(
-    ctx: typer.Context, case_no: Annotated[str, typer.Argument(metavar="CASE")], as_json: JsonOpt = False
-) -> None:
+def case_show(ctx: typer.Context, case_no: CaseArg, as_json: JsonOpt = False) -> None:
     from avlog import marks, render
 
     with _closing(_open(ctx)) as c:
@@ -242,22 +250,28 @@ def case_show(
 )
 def hold_add(
     ctx: typer.Context,
-    reason: Annotated[str, typer.Option(help=_("Complaint, litigation, supervision …"))],
-    clip: Annotated[str | None, typer.Argument(help=_("A clip id or BLAKE3 prefix."), show_default=False)] = None,
-    case_no: Annotated[
-        str | None, typer.Option("--case", help=_("Every clip of this case."), show_default=False)
+    reason: Annotated[str, typer.Option(help=_("Complaint, litigation, supervision …"), callback=stored_text)],
+    clip: Annotated[
+        str | None, typer.Argument(help=_("A clip id or BLAKE3 prefix."), show_default=False, callback=key_text)
     ] = None,
-    device: Annotated[str | None, typer.Option(help=_("Every clip of this device."), show_default=False)] = None,
+    case_no: Annotated[
+        str | None,
+        typer.Option("--case", help=_("Every clip of this case."), show_default=False, callback=key_text),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help=_("Every clip of this device."), show_default=False, callback=stored_text)
+    ] = None,
     since: Annotated[
-        str | None, typer.Option(help=_("With --device: recorded at or after."), show_default=False)
+        str | None,
+        typer.Option(help=_("With --device: recorded at or after."), show_default=False, callback=key_text),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help=_("With --device: recorded at or before."), show_default=False)
+        str | None,
+        typer.Option(help=_("With --device: recorded at or before."), show_default=False, callback=key_text),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
-    from avlog.timefmt import parse_user_time
 
     with _closing(_open(ctx)) as c:
         tz = c.settings.tz
@@ -267,7 +281,7 @@ def hold_add(
             clip_ref=clip,
             case_no=case_no,
             device_serial=device,
-            since=parse_user_time(since, tz) if since else None,
+            since=user_time(since, tz, "--since") if since else None,
             until=_end_of(until, tz) if until else None,
         )
     if as_json:
@@ -283,8 +297,8 @@ def hold_add(
 )
 def hold_release(
     ctx: typer.Context,
-    hold_id: Annotated[int, typer.Argument(metavar="HOLD")],
-    note: Annotated[str, typer.Option(help=_("Why the hold ends."))],
+    hold_id: Annotated[int, typer.Argument(metavar="HOLD", min=1, max=MAX_ROW_ID)],
+    note: Annotated[str, typer.Option(help=_("Why the hold ends."), callback=stored_text)],
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render

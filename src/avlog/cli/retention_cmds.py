@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from avlog.cli.app import JsonOpt, _closing, _examples, _open, app
+from avlog.cli.params import key_text, user_time
 from avlog.errors import IntegrityError, UsageError
 from avlog.i18n import _
 
@@ -36,6 +37,7 @@ def retention_sweep(
             metavar="DATE",
             help=_("With --dry-run: preview the sweep at this date, as if sweeps ran every night until then."),
             show_default=False,
+            callback=key_text,
         ),
     ] = None,
     quiet: Annotated[
@@ -45,13 +47,13 @@ def retention_sweep(
 ) -> None:
     from avlog import render
     from avlog.retention.sweep import sweep
-    from avlog.timefmt import parse_user_time, show, to_db
+    from avlog.timefmt import show, to_db
 
     if as_of is not None and not dry_run:
         raise UsageError(_("--as-of previews a later sweep and goes only with --dry-run"))
     with _closing(_open(ctx)) as c:
         tz = c.settings.tz
-        report = sweep(c, dry_run=dry_run, as_of=parse_user_time(as_of, tz) if as_of else None)
+        report = sweep(c, dry_run=dry_run, as_of=user_time(as_of, tz, "--as-of") if as_of else None)
         flags_by_clip: dict[int, list[str]] = {}
         cases_by_clip: dict[int, list[str]] = {}
         if report.purged:

@@ -19,7 +19,8 @@ from avlog.cli.app import (
     app,
     audit_app,
 )
-from avlog.context import init_store, open_context
+from avlog.cli.params import MAX_ROW_ID, key_text, user_time
+from avlog.context import SETTINGS_NAME, init_store, open_context
 from avlog.errors import (
     IntegrityError,
     UsageError,
@@ -37,9 +38,12 @@ def init(ctx: typer.Context) -> None:
     from avlog import render
 
     root = _store_path(ctx).absolute()
+    had_settings = (root / SETTINGS_NAME).exists()
     created = init_store(root)
     message = _("Created the store at {path}") if created else _("The store at {path} exists already")
     render.err.print(message.format(path=root))
+    if not created and not had_settings:
+        render.err.print(_("Wrote the default settings to {path}").format(path=root / SETTINGS_NAME))
 
 
 # -- ls / show --------------------------------------------------------------------------------------
@@ -52,22 +56,27 @@ def init(ctx: typer.Context) -> None:
 )
 def ls(
     ctx: typer.Context,
-    device: Annotated[str | None, typer.Option(help=_("Only this device's clips."), show_default=False)] = None,
+    device: Annotated[
+        str | None, typer.Option(help=_("Only this device's clips."), show_default=False, callback=key_text)
+    ] = None,
     since: Annotated[
-        str | None, typer.Option(help=_("Recorded at or after this time (ISO 8601)."), show_default=False)
+        str | None,
+        typer.Option(help=_("Recorded at or after this time (ISO 8601)."), show_default=False, callback=key_text),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help=_("Recorded before this time (ISO 8601)."), show_default=False)
+        str | None,
+        typer.Option(help=_("Recorded before this time (ISO 8601)."), show_default=False, callback=key_text),
     ] = None,
     case: Annotated[
-        str | None, typer.Option("--case", help=_("Only clips linked to this case."), show_default=False)
+        str | None,
+        typer.Option("--case", help=_("Only clips linked to this case."), show_default=False, callback=key_text),
     ] = None,
     flagged: Annotated[bool, typer.Option("--flagged", help=_("Only clips flagged for long-term keeping."))] = False,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import marks, render
     from avlog.retention.sweep import load_facts_for, policy_of
-    from avlog.timefmt import parse_user_time, to_db
+    from avlog.timefmt import to_db
 
     with _closing(_open(ctx)) as c:
         tz = c.settings.tz
@@ -75,8 +84,8 @@ def ls(
             marks.case(c, case)  # an unknown case is an error, not an empty list
         rows = c.catalog.clips(
             device=device,
-            since=to_db(parse_user_time(since, tz)) if since else None,
-            until=to_db(parse_user_time(until, tz)) if until else None,
+            since=to_db(user_time(since, tz, "--since")) if since else None,
+            until=to_db(user_time(until, tz, "--until")) if until else None,
         )
         # One bulk load of the rules' facts (flags and cases among them) for every listed clip.
         loaded = load_facts_for(c, rows)
@@ -116,7 +125,9 @@ def ls(
 )
 def show(
     ctx: typer.Context,
-    clip: Annotated[str, typer.Argument(help=_("A clip id, or a BLAKE3 prefix of at least 8 hex digits."))],
+    clip: Annotated[
+        str, typer.Argument(help=_("A clip id, or a BLAKE3 prefix of at least 8 hex digits."), callback=key_text)
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     from rich.table import Table
@@ -267,7 +278,8 @@ def verify(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", help=_("Check every object (the default)."))] = False,
     sample: Annotated[
-        int | None, typer.Option(help=_("Check a random sample of N objects."), min=1, show_default=False)
+        int | None,
+        typer.Option(help=_("Check a random sample of N objects."), min=1, max=MAX_ROW_ID, show_default=False),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -477,9 +489,10 @@ def audit_anchor(
 def audit_log(
     ctx: typer.Context,
     subject: Annotated[
-        str | None, typer.Option(help=_("Only entries about this subject, e.g. clip:12."), show_default=False)
+        str | None,
+        typer.Option(help=_("Only entries about this subject, e.g. clip:12."), show_default=False, callback=key_text),
     ] = None,
-    limit: Annotated[int, typer.Option(help=_("At most this many of the newest entries."), min=1)] = 50,
+    limit: Annotated[int, typer.Option(help=_("At most this many of the newest entries."), min=1, max=MAX_ROW_ID)] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     from avlog import render

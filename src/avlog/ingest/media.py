@@ -141,6 +141,12 @@ def time_from_name(name: str, tz: tzinfo) -> datetime | None:
     return None
 
 
+def time_from_path(path: str, tz: tzinfo) -> datetime | None:
+    """:func:`time_from_name` of the file name alone of a card path ("DCIM/100MEDIA/20261126_093015.MP4"),
+    as :func:`probe` reads it: a folder named by date says nothing about one recording's time."""
+    return time_from_name(path.rsplit("/", 1)[-1], tz)
+
+
 def _container_time(text: str | None, tz: tzinfo) -> datetime | None:
     if not text:
         return None

@@ -22,12 +22,21 @@ from avlog.context import Context
 from avlog.errors import AvlogError, DeviceNotRegistered, DiskFull, StoreError
 from avlog.i18n import _
 from avlog.ingest import timeline
-from avlog.ingest.media import SNIFF_BYTES, MediaInfo, kind_by_extension, kind_by_magic, probe, skip_reason
+from avlog.ingest.media import (
+    SNIFF_BYTES,
+    MediaInfo,
+    kind_by_extension,
+    kind_by_magic,
+    probe,
+    skip_reason,
+    time_from_path,
+)
 from avlog.ingest.report import IngestProgress, IngestReport, ItemResult, NoProgress
 from avlog.ingest.sources import Source, SourceEntry
 from avlog.retention.policy import PURGED
 from avlog.store.hashing import Digests, copy_and_hash
 from avlog.store.objects import CopyNotProven, PutResult
+from avlog.textsafe import utf8_safe
 from avlog.timefmt import from_db, to_db
 
 Row = dict[str, Any]
@@ -381,12 +390,13 @@ def ingest(
     _mark_interrupted(ctx)
 
     started = ctx.clock()
+    location = utf8_safe(source.location)  # a --from path that is not UTF-8 is kept with its bytes as \xNN
     report = IngestReport(
         ingest_id=0,
         device_serial=device_serial,
         custodian=device["custodian"] if device else None,
         registered=device is not None,
-        source=source.location,
+        source=location,
         source_kind=source.kind,
         started_at=started,
         plugged_at=plugged_at or started,
@@ -403,7 +413,7 @@ def ingest(
                 "device_serial": device_serial,
                 "device_registered": int(device is not None),
                 "custodian": report.custodian,
-                "source": source.location,
+                "source": location,
                 "source_kind": source.kind,
                 "status": "running",
                 "skipped": sum(report.skipped.values()),
@@ -418,7 +428,7 @@ def ingest(
                 "device": device_serial,
                 "registered": device is not None,
                 "custodian": report.custodian,
-                "source": source.location,
+                "source": location,
                 "files": len(plan),
                 "skipped": report.skipped,
             },
@@ -543,6 +553,7 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
     catalog = ctx.catalog
     assert report.finished_at is not None
     fresh = set(new_clips)
+    fresh_rows = [row for row in catalog.clips(ingest_id=report.ingest_id) if row["id"] in fresh]
     clips = [
         timeline.ClipTimes(
             id=row["id"],
@@ -551,8 +562,7 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
             start=from_db(row["recorded_start"]),
             end=from_db(row["recorded_end"]),
         )
-        for row in catalog.clips(ingest_id=report.ingest_id)
-        if row["id"] in fresh
+        for row in fresh_rows
     ]
     ingest_settings = ctx.settings.ingest
     plausible = [
@@ -588,6 +598,15 @@ def _finish(ctx: Context, report: IngestReport, new_clips: list[int]) -> None:
         settings=ingest_settings,
         tz=ctx.settings.tz,
         neighbours=neighbours,
+    )
+    # Art. 11: the time in a file's name against its container's (a clock changed between them, a renamed file).
+    name_times = {
+        row["id"]: named
+        for row in fresh_rows
+        if row["time_source"] == "container" and (named := time_from_path(row["original_path"], ctx.settings.tz))
+    }
+    report.findings += timeline.name_time_findings(
+        clips, name_times, tolerance_s=ingest_settings.name_time_tolerance_s, tz=ctx.settings.tz
     )
     previous = catalog.one(
         "SELECT MAX(started_at) AS at FROM ingests WHERE device_serial = ? AND id != ? "

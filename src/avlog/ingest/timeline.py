@@ -1,4 +1,5 @@
-"""Pure checks over a device's clips: gaps, overlaps, implausible times, late handover.
+"""Pure checks over a device's clips: gaps, overlaps, implausible times, late handover, file names whose
+time disagrees with the container's.
 
 No I/O and no clock reads: the caller passes the clips, the ingest time and
 the settings, so the rules are tested on their own.
@@ -6,7 +7,7 @@ the settings, so the rules are tested on their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -27,7 +28,7 @@ class ClipTimes:
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # gap | overlap | future | implausibly_old | late_handover
+    kind: str  # gap | overlap | future | implausibly_old | late_handover | clock_* | name_time_mismatch
     clip_id: int
     other_clip_id: int | None = None
     seconds: float | None = None
@@ -99,6 +100,38 @@ def plausibility(
                         "recording_day": end.astimezone(tz).date().isoformat(),
                         "hours_after_end": round(hours, 1),
                         "over_deadline": hours > settings.handover_deadline_hours,
+                    },
+                )
+            )
+    return findings
+
+
+def name_time_findings(
+    clips: Sequence[ClipTimes], name_times: Mapping[int, datetime], *, tolerance_s: float, tz: tzinfo
+) -> list[Finding]:
+    """Clips whose file name holds a time more than ``tolerance_s`` away from their start (Art. 11).
+
+    ``name_times`` maps a clip id to the time its file name holds, for the clips whose start came from
+    their container. A camera writes both from one clock at one moment, so a difference means its clock
+    was changed between the two (or the time zone it names files in is not the store's), or the file
+    was renamed: either way the times of the recording need checking. ``seconds`` is the difference;
+    the detail gives both times in the store's zone ``tz``.
+    """
+    findings: list[Finding] = []
+    for clip in clips:
+        named = name_times.get(clip.id)
+        if named is None or clip.start is None:
+            continue
+        apart = abs((named - clip.start).total_seconds())
+        if apart > tolerance_s:
+            findings.append(
+                Finding(
+                    "name_time_mismatch",
+                    clip.id,
+                    seconds=apart,
+                    detail={
+                        "name_time": named.astimezone(tz).isoformat(),
+                        "container_time": clip.start.astimezone(tz).isoformat(),
                     },
                 )
             )

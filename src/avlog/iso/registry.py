@@ -21,6 +21,7 @@ from avlog.context import Context
 from avlog.errors import AvlogError, NotFound, UsageError
 from avlog.i18n import _
 from avlog.store import anchor
+from avlog.store.catalog import MAX_ROW_ID
 
 Row = dict[str, Any]
 
@@ -64,7 +65,11 @@ def next_seq(ctx: Context, year: int) -> int:
 def resolve(ctx: Context, ref: str) -> Row:
     """A disc by its catalog id or its volume id (``AVLOG_2026_0001``, any case)."""
     text = ref.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # ASCII only: int() reads "٣" as 3 and refuses "²"
+        if not 1 <= int(text) <= MAX_ROW_ID:
+            raise UsageError(
+                _("disc numbers run from 1 to {max}, not {ref}; or give its volume id").format(max=MAX_ROW_ID, ref=ref)
+            )
         row = ctx.catalog.one(f"{_SELECT} WHERE d.id = ?", [int(text)])
     else:
         row = ctx.catalog.one(f"{_SELECT} WHERE d.volume_id = ?", [text.upper()])

@@ -39,6 +39,9 @@ from avlog.timefmt import to_db
 
 Row = dict[str, Any]
 
+#: The largest INTEGER SQLite stores: no row id is larger, and a larger number cannot even be asked for.
+MAX_ROW_ID = 2**63 - 1
+
 
 class ReadOnlyStore(StoreError):
     """The store cannot be written (a read-only filesystem or another account's store)."""
@@ -283,18 +286,26 @@ class Catalog:
     def resolve_clip(self, ref: str) -> Row:
         """A clip by catalog id, or by a unique BLAKE3 prefix of at least 8 hex digits."""
         ref = ref.strip().lower()
-        if ref.isdigit() and len(ref) < 8:
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses, and "٣", which it reads as 3.
+        digits = ref.isascii() and ref.isdigit()
+        if digits and len(ref) < 8:
+            if int(ref) < 1:
+                raise UsageError(_("clip ids start at 1, not {ref}").format(ref=ref))
             row = self.one("SELECT * FROM clips WHERE id = ?", [int(ref)])
             if row is None:
                 raise NotFound(_("no clip with id {ref}").format(ref=ref))
             return row
-        if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref):
+        if len(ref) < 8 or not ref.isascii() or any(c not in "0123456789abcdef" for c in ref):
             raise UsageError(
-                _("{ref!r} is neither a clip id nor a BLAKE3 prefix of at least 8 hex digits").format(ref=ref)
+                _("{ref} is neither a clip id nor a BLAKE3 prefix of at least 8 hex digits").format(ref=ref)
             )
         rows = self.query("SELECT * FROM clips WHERE blake3 >= ? AND blake3 < ? ORDER BY id", [ref, ref + "g"])
         if not rows:
-            if ref.isdigit():
+            if digits:
+                if int(ref) > MAX_ROW_ID:
+                    raise UsageError(
+                        _("no clip's BLAKE3 starts with {ref}, and it is too large for a clip id").format(ref=ref)
+                    )
                 row = self.one("SELECT * FROM clips WHERE id = ?", [int(ref)])
                 if row is not None:
                     return row

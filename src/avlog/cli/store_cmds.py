@@ -386,7 +386,9 @@ def audit_verify(
     ] = None,
     expect: Annotated[
         list[str] | None,
-        typer.Option("--expect", help=_("A head written down by hand, as SEQ:HASH."), show_default=False),
+        typer.Option(
+            "--expect", help=_("A head written down by hand, as SEQ:HASH."), show_default=False, callback=key_text
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

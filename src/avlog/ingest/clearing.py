@@ -1,30 +1,70 @@
 """Clearing a recorder's card after ingest (Art. 18: officers keep no private copies).
 
 Nothing is deleted unless every recording of the run is committed in the
-catalog, its object re-reads from the store's disk with both digests right,
-and the file on the card still has the size and BLAKE3 it had when it was
-copied. Then exactly those recordings are deleted, nothing else, and the
-deletion is audited. Any doubt deletes nothing.
+catalog, its object re-reads from the store's disk with both digests right, and
+the file on the card is still the very one that was read, with the bytes that
+were hashed. Then exactly those files are deleted, nothing else, and the
+deletion is audited before the first file goes. Any doubt deletes nothing.
+
+Which files: only items whose bytes are in the store (``stored``,
+``duplicate``). An item whose clip was purged before (``rehandover``) is not in
+the store: it stays on the card and is listed in :attr:`ClearReport.left`. One
+failed item refuses the whole clearing.
+
+What "the very file" means, by source (never a path rebuilt from shown names,
+which may hold escapes, and on a hostile card may name another file):
+
+- A mounted card (FolderSource): the identity kept when it was listed, the
+  stored name bytes of each path component and ``(st_dev, st_ino)`` of each
+  folder on the way, and the file's ``(st_dev, st_ino, size, mtime_ns)``.
+  Each folder is opened component by component with ``O_NOFOLLOW |
+  O_DIRECTORY`` and checked; the file is unlinked relative to its folder after
+  ``stat`` there shows the same identity. A name that is not UTF-8 is deleted
+  by its stored bytes.
+- A raw FAT12/16/32 card: the location kept when it was read, the byte offsets
+  and bytes of its directory slots (long-name parts and short entry), its first
+  cluster and size. The card is parsed afresh; each entry must be found at its
+  location with the same bytes, the same path, a name no sibling shares
+  (without case, or by 8.3 name) anywhere on its path, a chain that is exactly
+  the one read and ends where its size does, clusters no other file or folder
+  uses, FAT copies that agree, and the same content hash.
+
+  Deleting is done here, by location, not with mtools' ``mdel``: mdel finds a
+  file by name, matching long and short names without case and reading ``[``
+  ``*`` ``?`` as patterns, so the name handed to it can name another entry than
+  the one proved (that is how a settings file was once deleted in a
+  recording's place), and it cannot name entries whose stored names are not
+  valid 8.3 at all. By location, what is written is exactly: the first byte of
+  each of the entry's slots set to 0xE5, then its clusters freed in every FAT
+  copy and the FSInfo free count raised. The slots are flushed before the
+  clusters are freed, so a crash in between leaves lost clusters (which fsck
+  reclaims), never an entry pointing at free clusters. Afterwards the card is
+  read back: every slot must show deleted, every freed entry zero.
+- A raw exFAT card is never written: mount it read-write and clear it there.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from avlog.context import Context
 from avlog.errors import PartialFailure
 from avlog.i18n import _
+from avlog.ingest.cardfs import CardDamage, CardFS, CardHandle, FatFS, FatTable, decode_entry, encode_entry, entry_span
 from avlog.ingest.devices import read_mounts
 from avlog.ingest.pipeline import GuardedReader, SourceReadError
-from avlog.ingest.report import IngestReport
-from avlog.ingest.sources import CardImageSource, FolderSource, Source, SourceEntry
-from avlog.store.hashing import copy_and_hash
-from avlog.store.objects import fsync_dir
+from avlog.ingest.report import IngestReport, ItemResult
+from avlog.ingest.sources import CardImageSource, FileIdentity, FolderSource, Source, SourceEntry
+from avlog.store.hashing import Digests, copy_and_hash
+
+#: Item statuses whose bytes are in the store: only these are ever deleted from a card.
+DELETABLE = ("stored", "duplicate")
+
+_FSINFO_SIGNATURES = ((0, 0x41615252), (484, 0x61417272), (508, 0xAA550000))
 
 
 class ClearRefused(PartialFailure):
@@ -38,6 +78,16 @@ class ClearFailed(ClearRefused):
 @dataclass
 class ClearReport:
     deleted: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # listed by the run but not in the store: left on the card
+
+
+@dataclass
+class _CardTarget:
+    """One file of a raw FAT card to delete: its entry as found again, and the clusters it frees."""
+
+    item: ItemResult
+    handle: CardHandle
+    clusters: list[int]
 
 
 def _refuse(reason: str) -> ClearRefused:
@@ -52,20 +102,13 @@ def _check_writable(source: Source, confirmed: bool) -> None:
     if isinstance(source, CardImageSource) and source.kind == "fat":
         if not confirmed:
             raise _refuse(_("the card is read raw; confirm the deletion with --yes"))
-        if shutil.which("mdel") is None:
-            raise _refuse(_("deleting from a raw FAT card needs mtools (mdel)"))
         return
     raise _refuse(_("an exFAT card read raw cannot be cleared; mount it read-write and run again"))
 
 
-def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> dict[str, SourceEntry]:
-    """Every recording is committed, sound in the store, and unchanged on the card; returns their entries."""
-    if report.failed:
-        raise _refuse(_("{n} file(s) failed to ingest").format(n=report.failed))
-    if report.stopped or report.aborted:
-        raise _refuse(_("the ingest ended before every file on the card was read"))
-    on_card = {e.path: e for e in source.entries() if not e.special and e.error is None}
-    for item in report.items:
+def _check_stored(ctx: Context, report: IngestReport, items: list[ItemResult]) -> None:
+    """Every item to delete is committed in the catalog and its object is sound on the store's disk."""
+    for item in items:
         assert item.blake3 is not None
         clip = ctx.catalog.clip_by_key(report.device_serial, item.original_path, item.blake3)
         if clip is None or clip["state"] != "stored":
@@ -74,33 +117,304 @@ def _prove_safe(ctx: Context, source: Source, report: IngestReport) -> dict[str,
         if problem is not None:
             state = _("missing") if problem == "missing" else _("altered")
             raise _refuse(_("the store's copy of {path} is {state}").format(path=item.original_path, state=state))
-        entry = on_card.get(item.original_path)
-        if entry is None or entry.size != clip["size"]:
+        if item.sha256 != clip["sha256"] or item.size != clip["size"]:
+            raise _refuse(_("{path} is not committed in the catalog").format(path=item.original_path))
+
+
+def _same_content(item: ItemResult, read: Digests) -> bool:
+    return (read.blake3, read.sha256, read.size) == (item.blake3, item.sha256, item.size)
+
+
+def _rehash(item: ItemResult, opened: object) -> Digests:
+    try:
+        with opened as raw:  # type: ignore[attr-defined]
+            return copy_and_hash(GuardedReader(raw, item.original_path), None)  # type: ignore[arg-type]
+    except (OSError, EOFError, SourceReadError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _refuse(
+            _("{path} cannot be read again: {reason}").format(path=item.original_path, reason=reason)
+        ) from exc
+
+
+# -- a mounted card: by identity -------------------------------------------------------------------------
+
+
+def _open_folder(source: FolderSource, identity: FileIdentity) -> int:
+    """The file's folder, opened component by component without following links; each must be the one listed."""
+    fd = os.open(source._root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _dev_ino(os.fstat(fd)) != identity.folders[0]:
+            raise OSError(errno.ESTALE, _("the card's folder is not the one that was read"))
+        for name, expected in zip(identity.parts[:-1], identity.folders[1:], strict=True):
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            if _dev_ino(os.fstat(fd)) != expected:
+                raise OSError(errno.ESTALE, _("a folder on its path is not the one that was read"))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _dev_ino(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _still_there(fd: int, identity: FileIdentity) -> bool:
+    try:
+        st = os.stat(identity.parts[-1], dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (
+        identity.dev,
+        identity.ino,
+        identity.size,
+        identity.mtime_ns,
+    )
+
+
+def _prove_folder(source: FolderSource, items: list[ItemResult]) -> list[tuple[ItemResult, FileIdentity]]:
+    targets = []
+    for item in items:
+        entry: SourceEntry | None = item.entry
+        if entry is None or not isinstance(entry.handle, FileIdentity):
+            raise _refuse(_("{path} has no record of which file it was on the card").format(path=item.original_path))
+        identity = entry.handle
+        try:
+            fd = _open_folder(source, identity)
+        except OSError as exc:
+            raise _refuse(
+                _("{path} changed on the card since it was read: {reason}").format(
+                    path=item.original_path, reason=exc.strerror or exc
+                )
+            ) from exc
+        try:
+            same = _still_there(fd, identity)
+        finally:
+            os.close(fd)
+        if not same:
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
         try:
-            with source.open(entry) as raw:
-                again = copy_and_hash(GuardedReader(raw, entry.path), None)  # type: ignore[arg-type]
-        except (OSError, EOFError, SourceReadError) as exc:
+            opened = source.open(entry)
+        except OSError as exc:
             raise _refuse(
-                _("{path} cannot be read again: {reason}").format(path=item.original_path, reason=exc)
+                _("{path} cannot be read again: {reason}").format(path=item.original_path, reason=exc.strerror or exc)
             ) from exc
-        if (again.blake3, again.sha256, again.size) != (item.blake3, clip["sha256"], clip["size"]):
+        if not _same_content(item, _rehash(item, opened)):
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
-    return on_card
+        targets.append((item, identity))
+    return targets
 
 
-def _short_path(entry: SourceEntry) -> str:
-    """The file's 8.3 path on a FAT card: mtools reads ``[`` ``*`` ``?`` in a long name as a pattern,
-    and a pattern could delete a file that was never ingested. Short names cannot hold them."""
-    parts = []
-    node = entry.handle
-    while node is not None and getattr(node, "parent", None) is not None:
-        parts.append(node.short_name)
-        node = node.parent
-    path = "::/" + "/".join(reversed(parts))
-    if any(c in path for c in "[]*?\\"):
-        raise _refuse(_("{path} has a name mtools would read as a pattern").format(path=entry.path))
-    return path
+def _delete_from_folder(source: FolderSource, targets: list[tuple[ItemResult, FileIdentity]]) -> None:
+    for item, identity in targets:
+        try:
+            fd = _open_folder(source, identity)
+            try:
+                if not _still_there(fd, identity):
+                    raise OSError(errno.ESTALE, _("the file changed while the card was being cleared"))
+                os.unlink(identity.parts[-1], dir_fd=fd)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ClearFailed(
+                _("the card could not be cleared completely: {path}: {reason}").format(
+                    path=item.original_path, reason=exc.strerror or exc
+                )
+            ) from exc
+
+
+# -- a raw FAT card: by location -------------------------------------------------------------------------
+
+
+def _prove_card(source: CardImageSource, items: list[ItemResult]) -> tuple[FatFS, list[_CardTarget]]:
+    """Find each entry again at its location on a freshly parsed card, unchanged, unambiguous, not cross-linked."""
+    try:
+        fs = source.reread()
+        listing = list(fs.walk())
+    except (CardDamage, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _refuse(_("the card cannot be read again: {reason}").format(reason=reason)) from exc
+    if not isinstance(fs, FatFS) or not isinstance(source.fs, FatFS) or _geometry(fs) != _geometry(source.fs):
+        raise _refuse(_("the card's boot sector changed since it was read"))
+    damaged = [e for e in listing if e.error is not None]
+    if damaged:
+        raise _refuse(
+            _("{path} cannot be read on the card: {reason}").format(path=damaged[0].path, reason=damaged[0].error)
+        )
+    by_slots = {e.handle.slots: e for e in listing if e.handle is not None}
+    targets: list[_CardTarget] = []
+    for item in items:
+        entry: SourceEntry | None = item.entry
+        if entry is None or not isinstance(entry.handle, CardHandle):
+            raise _refuse(_("{path} has no record of where it was on the card").format(path=item.original_path))
+        then: CardHandle = entry.handle
+        found = by_slots.get(then.slots)
+        now = found.handle if found is not None else None
+        if (
+            found is None
+            or now is None
+            or found.path != entry.path
+            or (now.raw, now.first_cluster, now.size) != (then.raw, then.first_cluster, then.size)
+        ):
+            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+        if now.ambiguous:
+            raise _refuse(
+                _("{path} shares its name with another entry of its folder or of a folder on its path").format(
+                    path=item.original_path
+                )
+            )
+        try:
+            runs = fs.runs(now, exact_end=True)
+        except CardDamage as exc:
+            raise _refuse(
+                _("{path} cannot be cleared: {reason}").format(path=item.original_path, reason=exc.strerror)
+            ) from exc
+        if now.size == 0 and now.first_cluster != 0:
+            raise _refuse(_("{path} holds clusters its size does not account for").format(path=item.original_path))
+        if now.size and source.read_runs.get(then.slots) != runs:
+            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+        if not _same_content(item, _rehash(item, fs.open(now, runs))):
+            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+        clusters = [c for start, length in runs for c in range(start, start + length)]
+        targets.append(_CardTarget(item, now, clusters))
+    _refuse_cross_links(fs, listing, targets)
+    _refuse_disagreeing_fats(fs, targets)
+    return fs, targets
+
+
+def _geometry(fs: FatFS) -> tuple[object, ...]:
+    return (fs.bits, fs.cluster_size, fs.cluster_count, fs.data_offset, tuple(fs.fat_offsets), fs.active_fat)
+
+
+def _refuse_cross_links(fs: CardFS, listing: list, targets: list[_CardTarget]) -> None:
+    """No cluster to be freed may belong to anything else on the card: another file, a folder, or two targets."""
+    owner: dict[int, str] = {}
+    for target in targets:
+        for cluster in target.clusters:
+            if cluster in owner:
+                raise _refuse(_("{path} shares clusters with another file").format(path=target.item.original_path))
+            owner[cluster] = target.item.original_path
+    mine = {t.handle.slots for t in targets}
+    for cluster in fs.folder_clusters:
+        if cluster in owner:
+            raise _refuse(_("{path} shares clusters with a folder").format(path=owner[cluster]))
+    for entry in listing:
+        if entry.handle is None or entry.handle.slots in mine or entry.handle.size == 0:
+            continue
+        for cluster in fs.clusters_of(entry.handle):
+            if cluster in owner:
+                raise _refuse(_("{path} shares clusters with another file").format(path=owner[cluster]))
+
+
+def _fat_copies(fs: FatFS) -> list[FatTable]:
+    return [FatTable(fs.region, offset, fs.bits, fs.cluster_count + 2) for offset in fs.fat_offsets]
+
+
+def _refuse_disagreeing_fats(fs: FatFS, targets: list[_CardTarget]) -> None:
+    copies = _fat_copies(fs)
+    for target in targets:
+        for cluster in target.clusters:
+            if len({copy.get(cluster) for copy in copies}) > 1:
+                raise _refuse(_("the card's FAT copies disagree about {path}").format(path=target.item.original_path))
+
+
+def _is_block_device(path: str) -> bool:
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _erase_from_card(source: CardImageSource, fs: FatFS, targets: list[_CardTarget]) -> None:
+    """Mark each entry's slots deleted, flush, free its clusters in every FAT copy, flush, and read it all back."""
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_EXCL if _is_block_device(source.location) else 0)
+    try:
+        fd = os.open(source.location, flags)  # a block device the kernel has mounted refuses O_EXCL
+    except OSError as exc:
+        raise _refuse(_("the card cannot be opened for writing: {reason}").format(reason=exc.strerror)) from exc
+    base = source.offset
+    try:
+        for target in targets:  # the last look, on the very handle that writes
+            for offset, expected in zip(target.handle.slots, _slots_of(target.handle), strict=True):
+                if os.pread(fd, 32, base + offset) != expected:
+                    raise _refuse(
+                        _("{path} changed on the card since it was read").format(path=target.item.original_path)
+                    )
+        try:
+            for target in targets:
+                for offset in target.handle.slots:
+                    os.pwrite(fd, b"\xe5", base + offset)
+            os.fsync(fd)
+            freed = sorted({c for t in targets for c in t.clusters})
+            for fat_offset in fs.fat_offsets:
+                _free_clusters(fd, base + fat_offset, fs.bits, freed)
+            _raise_free_count(fd, base, fs, len(freed))
+            os.fsync(fd)
+        except OSError as exc:
+            raise ClearFailed(
+                _("the card could not be cleared completely: {reason}").format(reason=exc.strerror or exc)
+            ) from exc
+        for target in targets:
+            for offset, before in zip(target.handle.slots, _slots_of(target.handle), strict=True):
+                if os.pread(fd, 32, base + offset) != b"\xe5" + before[1:]:
+                    raise ClearFailed(
+                        _("the card could not be cleared completely: {path} is not deleted on the card").format(
+                            path=target.item.original_path
+                        )
+                    )
+        for fat_offset in fs.fat_offsets:
+            if any(_read_entry(fd, base + fat_offset, fs.bits, c) for t in targets for c in t.clusters):
+                raise ClearFailed(_("the card could not be cleared completely: its FAT was not written"))
+    finally:
+        os.close(fd)
+
+
+def _slots_of(handle: CardHandle) -> list[bytes]:
+    return [handle.raw[i : i + 32] for i in range(0, len(handle.raw), 32)]
+
+
+def _read_entry(fd: int, fat_at: int, bits: int, cluster: int) -> int:
+    span, width = entry_span(bits, cluster)
+    return decode_entry(bits, cluster, int.from_bytes(os.pread(fd, width, fat_at + span), "little"))
+
+
+def _free_clusters(fd: int, fat_at: int, bits: int, clusters: list[int]) -> None:
+    """Set each cluster's entry to free in one FAT copy, a run of neighbouring entries per read and write."""
+    runs: list[list[int]] = []
+    for cluster in clusters:
+        if runs and cluster == runs[-1][-1] + 1:
+            runs[-1].append(cluster)
+        else:
+            runs.append([cluster])
+    for run in runs:
+        first, _width = entry_span(bits, run[0])
+        last, width = entry_span(bits, run[-1])
+        buffer = bytearray(os.pread(fd, last + width - first, fat_at + first))
+        for cluster in run:
+            span, width = entry_span(bits, cluster)
+            at = span - first
+            value = int.from_bytes(buffer[at : at + width], "little")
+            buffer[at : at + width] = encode_entry(bits, cluster, value, 0).to_bytes(width, "little")
+        os.pwrite(fd, bytes(buffer), fat_at + first)
+
+
+def _raise_free_count(fd: int, base: int, fs: FatFS, freed: int) -> None:
+    """FAT32's FSInfo keeps a count of free clusters; raise it when it is kept (0xFFFFFFFF: unknown)."""
+    if fs.fsinfo_offset is None:
+        return
+    sector = os.pread(fd, 512, base + fs.fsinfo_offset)
+    if len(sector) < 512 or any(int.from_bytes(sector[o : o + 4], "little") != v for o, v in _FSINFO_SIGNATURES):
+        return
+    free = int.from_bytes(sector[488:492], "little")
+    if free == 0xFFFFFFFF or free > fs.cluster_count:
+        return
+    os.pwrite(fd, min(free + freed, fs.cluster_count).to_bytes(4, "little"), base + fs.fsinfo_offset + 488)
+
+
+# -- a raw card must not be mounted ----------------------------------------------------------------------
 
 
 def _sysfs_family(major: int, minor: int) -> set[tuple[int, int]]:
@@ -154,67 +468,45 @@ def _refuse_if_mounted(source: CardImageSource) -> None:
         raise _refuse(_("the card image is attached to a loop device; detach it first"))
 
 
-def _delete(source: Source, paths: list[str], targets: list[str]) -> None:
-    if isinstance(source, FolderSource):
-        folders = set()
-        for path in paths:
-            target = source.root / path
-            try:
-                target.unlink()
-            except OSError as exc:
-                raise ClearFailed(
-                    _("the card could not be cleared completely: {path}: {reason}").format(
-                        path=path, reason=exc.strerror
-                    )
-                ) from exc
-            folders.add(target.parent)
-        for folder in folders:
-            fsync_dir(folder)
-        return
-    assert isinstance(source, CardImageSource)
-    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    image = f"{source.location}@@{source.offset}" if source.offset else source.location
-    done = subprocess.run(["mdel", "-i", image, *targets], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise ClearFailed(
-            _("the card could not be cleared completely (mdel): {reason}").format(
-                reason=" ".join((done.stderr or done.stdout).split())
-            )
-        )
-    subprocess.run(["sync"], check=False)
+# -- the whole clearing ----------------------------------------------------------------------------------
 
 
 def clear_card(ctx: Context, source: Source, report: IngestReport, *, confirmed: bool) -> ClearReport:
-    """Delete the run's recordings from the card once each is proven safe in the store."""
+    """Delete the run's recordings from the card once each is proven safe in the store and unchanged on the card."""
     _check_writable(source, confirmed)
-    on_card = _prove_safe(ctx, source, report)
-    paths = [item.original_path for item in report.items]
-    targets = []
-    if isinstance(source, CardImageSource):
+    if report.failed:
+        raise _refuse(_("{n} file(s) failed to ingest").format(n=report.failed))
+    if report.stopped or report.aborted:
+        raise _refuse(_("the ingest ended before every file on the card was read"))
+    items = [i for i in report.items if i.status in DELETABLE]
+    left = [i.original_path for i in report.items if i.status not in DELETABLE]
+    _check_stored(ctx, report, items)
+    folder_targets: list[tuple[ItemResult, FileIdentity]] = []
+    card_targets: list[_CardTarget] = []
+    fs: FatFS | None = None
+    if isinstance(source, FolderSource):
+        folder_targets = _prove_folder(source, items)
+    else:
+        assert isinstance(source, CardImageSource)
+        fs, card_targets = _prove_card(source, items)
         _refuse_if_mounted(source)
-        targets = [_short_path(on_card[p]) for p in paths]
-    files = [{"path": i.original_path, "blake3": i.blake3, "size": i.size} for i in report.items]
+    files = [{"path": i.original_path, "blake3": i.blake3, "size": i.size} for i in items]
+    details = {"ingest": report.ingest_id, "source": source.location, "files": files}
+    if left:
+        details["left"] = left
     # Recorded before the first file goes: a crash mid-deletion still leaves its trace (Art. 18, 27).
     with ctx.catalog.change():
-        ctx.catalog.audit(
-            "device.clear.start",
-            f"device:{report.device_serial}",
-            {"ingest": report.ingest_id, "source": source.location, "files": files},
-        )
+        ctx.catalog.audit("device.clear.start", f"device:{report.device_serial}", details)
     try:
-        _delete(source, paths, targets)
+        if isinstance(source, FolderSource):
+            _delete_from_folder(source, folder_targets)
+        else:
+            assert isinstance(source, CardImageSource) and fs is not None
+            _erase_from_card(source, fs, card_targets)
     except BaseException as exc:
         with ctx.catalog.change():
-            ctx.catalog.audit(
-                "device.clear.failed",
-                f"device:{report.device_serial}",
-                {"ingest": report.ingest_id, "source": source.location, "files": files, "error": str(exc)},
-            )
+            ctx.catalog.audit("device.clear.failed", f"device:{report.device_serial}", {**details, "error": str(exc)})
         raise
     with ctx.catalog.change():
-        ctx.catalog.audit(
-            "device.clear",
-            f"device:{report.device_serial}",
-            {"ingest": report.ingest_id, "source": source.location, "files": files},
-        )
-    return ClearReport(deleted=paths)
+        ctx.catalog.audit("device.clear", f"device:{report.device_serial}", details)
+    return ClearReport(deleted=[i.original_path for i in items], left=left)

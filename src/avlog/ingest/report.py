@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -49,9 +49,13 @@ class ItemResult:
     repaired: bool = False  # this copy replaced a damaged or missing object
     time_source: str | None = None
     probe_error: str | None = None
+    # The card's entry this item was read from (its name as stored, what identifies it for clearing).
+    entry: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(replace(self, entry=None))
+        del doc["entry"]
+        return doc
 
 
 @dataclass

@@ -516,3 +516,55 @@ def test_the_stop_flag_ends_the_card_walk_and_the_run(store: Path, tmp_path: Pat
     finally:
         source.close()
     assert report.stopped and report.status == "stopped" and report.items == []
+
+
+# -- memory stays bounded: entries per folder, entries waiting over a deep tree ---------------------
+
+
+@pytest.mark.parametrize("kind", ["exfat", "folder"])
+def test_a_folder_with_too_many_entries_is_read_in_part_and_named(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limits are lowered here so that a small real card crosses them (the real ones are 65,536 and 2**18)."""
+    files = {f"DCIM/CLIP{n:04d}.MP4": clip(n % 4) for n in range(8)}
+    monkeypatch.setattr("avlog.ingest.cardfs.exfat.MAX_FOLDER_ENTRIES", 5)
+    monkeypatch.setattr("avlog.ingest.sources.MAX_FOLDER_ENTRIES", 5)
+    if kind == "exfat":
+        source: CardImageSource | FolderSource = CardImageSource(make_exfat(tmp_path / "card.img", files), TZ)
+    else:
+        for path, data in files.items():
+            (tmp_path / "card" / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "card" / path).write_bytes(data)
+        source = FolderSource(tmp_path / "card")
+    try:
+        entries = list(source.entries())
+    finally:
+        source.close()
+    assert len([e for e in entries if e.error is None]) == 5
+    (folder,) = [e for e in entries if e.error is not None]
+    assert folder.path == "DCIM/" and "more than 5 entries" in folder.error
+
+
+@pytest.mark.parametrize("kind", ["fat32", "folder"])
+def test_a_deep_tree_of_full_folders_is_named_not_held(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"X/P{i}/Q{j}/F{k}.MP4": clip(k) for i in range(4) for j in range(4) for k in range(2)}
+    monkeypatch.setattr("avlog.ingest.cardfs.base.MAX_WAITING", 6)
+    monkeypatch.setattr("avlog.ingest.sources.MAX_WAITING", 6)
+    if kind == "fat32":
+        source: CardImageSource | FolderSource = CardImageSource(make_fat(32, tmp_path / "card.img", files), TZ)
+    else:
+        for path, data in files.items():
+            (tmp_path / "card" / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "card" / path).write_bytes(data)
+        source = FolderSource(tmp_path / "card")
+    try:
+        entries = list(source.entries())
+    finally:
+        source.close()
+    failed = {e.path: e.error for e in entries if e.error is not None}
+    listed = {e.path for e in entries if e.error is None}
+    assert failed and all("too many entries" in (reason or "") for reason in failed.values()), failed
+    for path in files:  # every file is listed, or lies in a folder named as not read
+        assert (path in listed) != any(path.startswith(folder) for folder in failed), path

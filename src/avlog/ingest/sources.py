@@ -27,7 +27,16 @@ from dissect.fat.exceptions import Error as DissectError
 from avlog.errors import SourceError
 from avlog.i18n import _
 from avlog.ingest import names
-from avlog.ingest.cardfs import MAX_DEPTH, CardDamage, CardFS, CardHandle, Listed, open_card_fs
+from avlog.ingest.cardfs import (
+    MAX_DEPTH,
+    MAX_FOLDER_ENTRIES,
+    MAX_WAITING,
+    CardDamage,
+    CardFS,
+    CardHandle,
+    Listed,
+    open_card_fs,
+)
 
 SECTOR = 512
 # MBR partition types that may hold FAT12/16/32 or exFAT.
@@ -74,7 +83,7 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def _named(path: str, parts: list[bytes], encodings: list[str], altered: set[str], exact: bool) -> dict[str, Any]:
+def _named(parts: list[bytes], encodings: list[str], altered: set[str], exact: bool) -> dict[str, Any]:
     """The naming fields of a SourceEntry: the stored bytes when the path is not shown exactly, and the note."""
     return {
         "original_name": None if exact else names.original_name(encodings, parts),
@@ -134,6 +143,7 @@ class FolderSource:
             ) from exc
         visited = {(st.st_dev, st.st_ino)}
         stack = [iter(listing)]
+        waiting = len(listing)  # memory is bounded as on a raw card (avlog.ingest.cardfs.base.walk)
         while stack:
             if stop():
                 return
@@ -141,6 +151,7 @@ class FolderSource:
             if item is None:
                 stack.pop()
                 continue
+            waiting = max(0, waiting - 1)
             if isinstance(item, SourceEntry):
                 yield item
                 continue
@@ -155,23 +166,39 @@ class FolderSource:
                 yield self._folder_error(folder, reason)
                 continue
             try:
-                stack.append(iter(self._list(folder)))
+                listing = self._list(folder)
             except OSError as exc:  # a folder of the card that cannot be listed fails on its own
                 reason = _("cannot list this folder: {reason}").format(reason=exc.strerror or exc)
                 yield self._folder_error(folder, reason)
+                continue
+            if waiting + len(listing) > MAX_WAITING:
+                reason = _("this folder was not read: the folders above it hold too many entries waiting to be read")
+                yield self._folder_error(folder, reason)
+                continue
+            waiting += len(listing)
+            stack.append(iter(listing))
 
     def _folder_error(self, folder: _Folder, reason: str) -> SourceEntry:
-        named = _named(
-            folder.shown, list(folder.parts), ["posix"] * len(folder.parts), set(folder.altered), folder.exact
-        )
+        named = _named(list(folder.parts), ["posix"] * len(folder.parts), set(folder.altered), folder.exact)
         return SourceEntry(folder.shown, 0, None, error=reason, **named)
 
     def _list(self, folder: _Folder) -> list[SourceEntry | _Folder]:
-        """A folder's files in name order, then its subfolders in name order (as os.walk gives them)."""
+        """A folder's files in name order, then its subfolders in name order (as os.walk gives them).
+
+        At most :data:`MAX_FOLDER_ENTRIES` entries are read from one folder; the
+        folder is then named as read only in part.
+        """
         files: list[tuple[str, SourceEntry]] = []
         folders: list[tuple[str, _Folder]] = []
+        too_many = None
         with os.scandir(folder.path) as listing:
             for child in listing:
+                if len(files) + len(folders) >= MAX_FOLDER_ENTRIES:
+                    reason = _("it holds more than {n} entries; the rest were not read").format(n=MAX_FOLDER_ENTRIES)
+                    too_many = self._folder_error(
+                        folder, _("this folder was read only in part: {reason}").format(reason=reason)
+                    )
+                    break
                 raw = child.name
                 assert isinstance(raw, bytes)
                 shown = names.show_posix(raw)
@@ -189,7 +216,7 @@ class FolderSource:
                         (shown.text, _Folder(child.path, path + "/", parts, ids, altered, exact, folder.depth + 1))
                     )
                     continue
-                named = _named(path, list(parts), ["posix"] * len(parts), set(altered), exact)
+                named = _named(list(parts), ["posix"] * len(parts), set(altered), exact)
                 if not stat.S_ISREG(st.st_mode):
                     entry = SourceEntry(path, 0, None, special=True, **named)  # links are never followed
                 else:
@@ -199,7 +226,7 @@ class FolderSource:
                 files.append((shown.text, entry))
         files.sort(key=lambda pair: pair[0])
         folders.sort(key=lambda pair: pair[0])
-        return [e for _n, e in files] + [f for _n, f in folders]
+        return [e for _n, e in files] + ([too_many] if too_many else []) + [f for _n, f in folders]
 
     def path_of(self, entry: SourceEntry) -> bytes:
         """The file's path as bytes, from its stored name components (the shown path may hold escapes)."""
@@ -332,7 +359,7 @@ class CardImageSource:
 
 
 def _entry(listed: Listed) -> SourceEntry:
-    named = _named(listed.path, list(listed.parts), list(listed.encodings), set(listed.altered), listed.exact)
+    named = _named(list(listed.parts), list(listed.encodings), set(listed.altered), listed.exact)
     if listed.error is not None:
         return SourceEntry(listed.path, 0, None, error=listed.error, **named)
     return SourceEntry(listed.path, listed.size, listed.mtime, listed.handle, skip=listed.skip, **named)

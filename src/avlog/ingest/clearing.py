@@ -53,7 +53,7 @@ from pathlib import Path
 
 from avlog.context import Context
 from avlog.errors import PartialFailure
-from avlog.i18n import _
+from avlog.i18n import _, ngettext
 from avlog.ingest.cardfs import CardDamage, CardFS, CardHandle, FatFS, FatTable, decode_entry, encode_entry, entry_span
 from avlog.ingest.devices import read_mounts
 from avlog.ingest.pipeline import GuardedReader, SourceReadError
@@ -475,7 +475,9 @@ def clear_card(ctx: Context, source: Source, report: IngestReport, *, confirmed:
     """Delete the run's recordings from the card once each is proven safe in the store and unchanged on the card."""
     _check_writable(source, confirmed)
     if report.failed:
-        raise _refuse(_("{n} file(s) failed to ingest").format(n=report.failed))
+        raise _refuse(
+            ngettext("{n} file failed to ingest", "{n} files failed to ingest", report.failed).format(n=report.failed)
+        )
     if report.stopped or report.aborted:
         raise _refuse(_("the ingest ended before every file on the card was read"))
     items = [i for i in report.items if i.status in DELETABLE]

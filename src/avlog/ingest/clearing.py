@@ -54,7 +54,7 @@ from pathlib import Path
 from avlog.context import Context
 from avlog.errors import PartialFailure
 from avlog.i18n import _, ngettext
-from avlog.ingest.cardfs import CardDamage, CardFS, CardHandle, FatFS, FatTable, decode_entry, encode_entry, entry_span
+from avlog.ingest.cardfs import CardDamage, CardFS, CardHandle, FatFS, Listed, encode_entry, entry_span
 from avlog.ingest.devices import read_mounts
 from avlog.ingest.pipeline import GuardedReader, SourceReadError
 from avlog.ingest.report import IngestReport, ItemResult
@@ -83,11 +83,11 @@ class ClearReport:
 
 @dataclass
 class _CardTarget:
-    """One file of a raw FAT card to delete: its entry as found again, and the clusters it frees."""
+    """One file of a raw FAT card to delete: its entry as found again, and the runs of clusters it frees."""
 
     item: ItemResult
     handle: CardHandle
-    clusters: list[int]
+    runs: list[tuple[int, int]]  # (first cluster, count)
 
 
 def _refuse(reason: str) -> ClearRefused:
@@ -278,8 +278,7 @@ def _prove_card(source: CardImageSource, items: list[ItemResult]) -> tuple[FatFS
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
         if not _same_content(item, _rehash(item, fs.open(now, runs))):
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
-        clusters = [c for start, length in runs for c in range(start, start + length)]
-        targets.append(_CardTarget(item, now, clusters))
+        targets.append(_CardTarget(item, now, runs))
     _refuse_cross_links(fs, listing, targets)
     _refuse_disagreeing_fats(fs, targets)
     return fs, targets
@@ -289,35 +288,51 @@ def _geometry(fs: FatFS) -> tuple[object, ...]:
     return (fs.bits, fs.cluster_size, fs.cluster_count, fs.data_offset, tuple(fs.fat_offsets), fs.active_fat)
 
 
-def _refuse_cross_links(fs: CardFS, listing: list, targets: list[_CardTarget]) -> None:
-    """No cluster to be freed may belong to anything else on the card: another file, a folder, or two targets."""
-    owner: dict[int, str] = {}
+def _refuse_cross_links(fs: CardFS, listing: list[Listed], targets: list[_CardTarget]) -> None:
+    """No cluster to be freed may belong to anything else on the card: another file, a folder, or two targets.
+
+    One byte per cluster of the card marks what is to be freed (a few MiB even
+    for a large card); each run is looked up with ``find``, not cluster by cluster.
+    """
+    mark = bytearray(fs.cluster_count + 2)
     for target in targets:
-        for cluster in target.clusters:
-            if cluster in owner:
+        for start, length in target.runs:
+            if mark.find(1, start, start + length) != -1:
                 raise _refuse(_("{path} shares clusters with another file").format(path=target.item.original_path))
-            owner[cluster] = target.item.original_path
-    mine = {t.handle.slots for t in targets}
+            mark[start : start + length] = b"\x01" * length
+
+    def owner(cluster: int) -> str:
+        return next(t.item.original_path for t in targets for a, n in t.runs if a <= cluster < a + n)
+
     for cluster in fs.folder_clusters:
-        if cluster in owner:
-            raise _refuse(_("{path} shares clusters with a folder").format(path=owner[cluster]))
+        if mark[cluster]:
+            raise _refuse(_("{path} shares clusters with a folder").format(path=owner(cluster)))
+    mine = {t.handle.slots for t in targets}
     for entry in listing:
         if entry.handle is None or entry.handle.slots in mine or entry.handle.size == 0:
             continue
-        for cluster in fs.clusters_of(entry.handle):
-            if cluster in owner:
-                raise _refuse(_("{path} shares clusters with another file").format(path=owner[cluster]))
+        for start, length in fs.lenient_runs(entry.handle):
+            hit = mark.find(1, start, start + length)
+            if hit != -1:
+                raise _refuse(_("{path} shares clusters with another file").format(path=owner(hit)))
 
 
-def _fat_copies(fs: FatFS) -> list[FatTable]:
-    return [FatTable(fs.region, offset, fs.bits, fs.cluster_count + 2) for offset in fs.fat_offsets]
+def _fat_spans(fs: FatFS, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Where the FAT entries of each run lie in one FAT copy: (offset in the FAT, byte count)."""
+    spans = []
+    for start, length in runs:
+        first, _width = entry_span(fs.bits, start)
+        last, width = entry_span(fs.bits, start + length - 1)
+        spans.append((first, last + width - first))
+    return spans
 
 
 def _refuse_disagreeing_fats(fs: FatFS, targets: list[_CardTarget]) -> None:
-    copies = _fat_copies(fs)
+    """Every FAT copy must say the same about the clusters to be freed (a run's entries compared as bytes)."""
     for target in targets:
-        for cluster in target.clusters:
-            if len({copy.get(cluster) for copy in copies}) > 1:
+        for at, count in _fat_spans(fs, target.runs):
+            copies = {fs.region.pread(offset + at, count) for offset in fs.fat_offsets}
+            if len(copies) > 1:
                 raise _refuse(_("the card's FAT copies disagree about {path}").format(path=target.item.original_path))
 
 
@@ -348,10 +363,13 @@ def _erase_from_card(source: CardImageSource, fs: FatFS, targets: list[_CardTarg
                 for offset in target.handle.slots:
                     os.pwrite(fd, b"\xe5", base + offset)
             os.fsync(fd)
-            freed = sorted({c for t in targets for c in t.clusters})
-            for fat_offset in fs.fat_offsets:
-                _free_clusters(fd, base + fat_offset, fs.bits, freed)
-            _raise_free_count(fd, base, fs, len(freed))
+            runs = _merged(sorted(run for t in targets for run in t.runs))  # FAT12 neighbours share a byte
+            written = [
+                (base + fat_offset + at, _freed(fd, base + fat_offset + at, count, fs.bits, run))
+                for fat_offset in fs.fat_offsets
+                for run, (at, count) in zip(runs, _fat_spans(fs, runs), strict=True)
+            ]
+            _raise_free_count(fd, base, fs, sum(length for _start, length in runs))
             os.fsync(fd)
         except OSError as exc:
             raise ClearFailed(
@@ -365,40 +383,53 @@ def _erase_from_card(source: CardImageSource, fs: FatFS, targets: list[_CardTarg
                             path=target.item.original_path
                         )
                     )
-        for fat_offset in fs.fat_offsets:
-            if any(_read_entry(fd, base + fat_offset, fs.bits, c) for t in targets for c in t.clusters):
-                raise ClearFailed(_("the card could not be cleared completely: its FAT was not written"))
+        if any(os.pread(fd, len(data), offset) != data for offset, data in written):
+            raise ClearFailed(_("the card could not be cleared completely: its FAT was not written"))
     finally:
         os.close(fd)
+
+
+def _merged(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, length in runs:
+        if out and out[-1][0] + out[-1][1] == start:
+            out[-1] = (out[-1][0], out[-1][1] + length)
+        else:
+            out.append((start, length))
+    return out
 
 
 def _slots_of(handle: CardHandle) -> list[bytes]:
     return [handle.raw[i : i + 32] for i in range(0, len(handle.raw), 32)]
 
 
-def _read_entry(fd: int, fat_at: int, bits: int, cluster: int) -> int:
-    span, width = entry_span(bits, cluster)
-    return decode_entry(bits, cluster, int.from_bytes(os.pread(fd, width, fat_at + span), "little"))
+_FAT32_RESERVED = bytes(b & 0xF0 for b in range(256))  # the top 4 bits of a FAT32 entry are kept, not ours
 
 
-def _free_clusters(fd: int, fat_at: int, bits: int, clusters: list[int]) -> None:
-    """Set each cluster's entry to free in one FAT copy, a run of neighbouring entries per read and write."""
-    runs: list[list[int]] = []
-    for cluster in clusters:
-        if runs and cluster == runs[-1][-1] + 1:
-            runs[-1].append(cluster)
-        else:
-            runs.append([cluster])
-    for run in runs:
-        first, _width = entry_span(bits, run[0])
-        last, width = entry_span(bits, run[-1])
-        buffer = bytearray(os.pread(fd, last + width - first, fat_at + first))
-        for cluster in run:
+def _freed(fd: int, at: int, count: int, bits: int, run: tuple[int, int]) -> bytes:
+    """Write one run's FAT entries as free in one FAT copy; returns the bytes written there."""
+    old = os.pread(fd, count, at)
+    if len(old) != count:
+        raise OSError(errno.EIO, _("the card ended inside its FAT"))
+    if bits == 16:
+        new = bytes(count)
+    elif bits == 32:
+        buffer = bytearray(count)
+        buffer[3::4] = old[3::4].translate(_FAT32_RESERVED)
+        new = bytes(buffer)
+    else:  # FAT12: two entries share three bytes, so each is set on its own (FAT12 volumes are small)
+        buffer = bytearray(old)
+        start, length = run
+        first, _width = entry_span(bits, start)
+        for cluster in range(start, start + length):
             span, width = entry_span(bits, cluster)
-            at = span - first
-            value = int.from_bytes(buffer[at : at + width], "little")
-            buffer[at : at + width] = encode_entry(bits, cluster, value, 0).to_bytes(width, "little")
-        os.pwrite(fd, bytes(buffer), fat_at + first)
+            value = int.from_bytes(buffer[span - first : span - first + width], "little")
+            buffer[span - first : span - first + width] = encode_entry(bits, cluster, value, 0).to_bytes(
+                width, "little"
+            )
+        new = bytes(buffer)
+    os.pwrite(fd, new, at)
+    return new
 
 
 def _raise_free_count(fd: int, base: int, fs: FatFS, freed: int) -> None:

@@ -178,31 +178,27 @@ class CardFS:
             return [(handle.first_cluster, count)]
         return self.chain(handle.first_cluster, count, exact_end=exact_end)
 
-    def clusters_of(self, handle: CardHandle) -> list[int]:
-        """Every cluster a file's bytes lie in, as far as its chain can be trusted (for clearing's cross-checks)."""
+    def lenient_runs(self, handle: CardHandle) -> list[tuple[int, int]]:
+        """A file's runs as far as its chain can be followed (up to its first fault), for clearing's cross-checks."""
         try:
-            runs = self.runs(handle)
+            return self.runs(handle)
         except CardDamage:
-            runs = self._partial_runs(handle)
-        return [c for start, length in runs for c in range(start, start + length)]
-
-    def _partial_runs(self, handle: CardHandle) -> list[tuple[int, int]]:
-        """A damaged chain up to its first fault, bounded as any walk."""
+            pass
         count = min(math.ceil(handle.size / self.cluster_size), self.cluster_count)
-        cluster, seen, order = handle.first_cluster, set(), []
-        for _step in range(count):
-            if not 2 <= cluster <= self.max_cluster or cluster in seen:
+        runs: list[tuple[int, int]] = []
+        cluster: int | None = handle.first_cluster
+        for _step in range(count):  # bounded: a loop only repeats clusters already in the runs
+            if cluster is None or not 2 <= cluster <= self.max_cluster:
                 break
-            seen.add(cluster)
-            order.append(cluster)
+            if runs and cluster == runs[-1][0] + runs[-1][1]:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((cluster, 1))
             try:
-                after = self._next(cluster)
+                cluster = self._next(cluster)
             except CardDamage:
                 break
-            if after is None:
-                break
-            cluster = after
-        return [(c, 1) for c in order]
+        return runs
 
     def _folder_chain(self, first: int, limit: int) -> tuple[list[int], str | None]:
         """A folder's clusters, each read once per walk; the reason it stops early, if it does."""

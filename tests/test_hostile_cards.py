@@ -10,6 +10,7 @@ name that is not one component.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -568,3 +569,35 @@ def test_a_deep_tree_of_full_folders_is_named_not_held(
     assert failed and all("too many entries" in (reason or "") for reason in failed.values()), failed
     for path in files:  # every file is listed, or lies in a folder named as not read
         assert (path in listed) != any(path.startswith(folder) for folder in failed), path
+
+
+def test_a_fragmented_file_is_read_whole_and_one_in_too_many_pieces_fails(
+    registered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = make_fat(16, tmp_path / "card.img", base_files())
+    fat = Fat(image)
+    entry = fat.find(CLIPS[0])
+    chain = fat.chain(fat.cluster_of(entry))
+    spare = next(c for c in range(fat.clusters + 1, 2, -1) if fat.fat_get(c) == 0)
+    second = fat.cluster_offset(chain[1])
+    fat.put(fat.cluster_offset(spare), bytes(fat.buf[second : second + fat.cluster_size]))
+    fat.fat_set(chain[0], spare)  # its second cluster now lies far away: three pieces
+    fat.fat_set(spare, chain[2])
+    fat.fat_set(chain[1], 0)
+    fat.save()
+    assert Fat(image).content(Fat(image).find(CLIPS[0])) == clip(1)
+
+    result, doc = run_ingest(registered, image)
+
+    items = check(result, doc, registered, stored=CLIPS, skipped={"not_media": 1})
+    assert items[CLIPS[0]]["sha256"] == hashlib.sha256(clip(1)).hexdigest()
+    monkeypatch.setattr("avlog.ingest.cardfs.base.MAX_RUNS", 2)
+    source = CardImageSource(image, TZ)
+    try:
+        entries = {e.path: e for e in source.entries()}
+        with pytest.raises(OSError, match="more than 2 pieces"):
+            source.open(entries[CLIPS[0]])
+        with source.open(entries[CLIPS[1]]) as f:
+            assert f.read() == clip(2)
+    finally:
+        source.close()

@@ -18,6 +18,7 @@ from avlog.ingest.cardfs.reading import SLOT, CardDamage, FatTable, Region, Slot
 MAX_DEPTH = 64  # folders below the root; far past any recorder's layout
 MAX_FOLDER_ENTRIES = 65536  # entries read from one folder: FAT's own limit, and exFAT folders are held to it
 MAX_WAITING = 1 << 18  # entries read but not yet handed on, over all the folders the walk is inside
+MAX_RUNS = 1 << 20  # pieces one file may lie in: its runlist stays some tens of MiB at most
 STOP_EVERY = 512  # directory slots read between two looks at the stop flag
 
 
@@ -156,6 +157,8 @@ class CardFS:
                 length += 1
             else:
                 runs.append((start, length))
+                if len(runs) >= MAX_RUNS:
+                    raise CardDamage(_("its clusters lie in more than {n} pieces").format(n=MAX_RUNS))
                 start, length = after, 1
             cluster = after
         runs.append((start, length))

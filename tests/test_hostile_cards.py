@@ -601,3 +601,19 @@ def test_a_fragmented_file_is_read_whole_and_one_in_too_many_pieces_fails(
             assert f.read() == clip(2)
     finally:
         source.close()
+
+
+def test_a_mount_point_whose_name_is_not_utf8_is_shown_escaped(registered: Path, tmp_path: Path) -> None:
+    """A card's label names its mount point (/media/USER/LABEL): the path avlog is given may not be text."""
+    root = Path(os.fsdecode(os.fsencode(tmp_path) + b"/CAM\xff\xfe"))
+    (root / "DCIM").mkdir(parents=True)
+    (root / "DCIM" / "CLIP0001.MP4").write_bytes(clip(1))
+
+    result, doc = run_ingest(registered, root, "--clear-device")
+
+    check(result, doc, registered, stored=["DCIM/CLIP0001.MP4"])
+    assert doc["source"] == str(tmp_path) + "/CAM\\xff\\xfe" and doc["cleared"] == ["DCIM/CLIP0001.MP4"]
+    assert not (root / "DCIM" / "CLIP0001.MP4").exists()
+    missing = run_avlog(registered, "ingest", "--from", os.fsdecode(os.fsencode(tmp_path) + b"/\xffnone"),
+                        "--device-serial", SERIAL)  # fmt: skip
+    assert missing.returncode == 1 and error_line(missing.stderr).endswith("\\xffnone does not exist")

@@ -336,7 +336,7 @@ def _refuse_disagreeing_fats(fs: FatFS, targets: list[_CardTarget]) -> None:
                 raise _refuse(_("the card's FAT copies disagree about {path}").format(path=target.item.original_path))
 
 
-def _is_block_device(path: str) -> bool:
+def _is_block_device(path: Path) -> bool:
     try:
         return stat.S_ISBLK(os.stat(path).st_mode)
     except OSError:
@@ -345,9 +345,9 @@ def _is_block_device(path: str) -> bool:
 
 def _erase_from_card(source: CardImageSource, fs: FatFS, targets: list[_CardTarget]) -> None:
     """Mark each entry's slots deleted, flush, free its clusters in every FAT copy, flush, and read it all back."""
-    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_EXCL if _is_block_device(source.location) else 0)
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_EXCL if _is_block_device(source.path) else 0)
     try:
-        fd = os.open(source.location, flags)  # a block device the kernel has mounted refuses O_EXCL
+        fd = os.open(source.path, flags)  # a block device the kernel has mounted refuses O_EXCL
     except OSError as exc:
         raise _refuse(_("the card cannot be opened for writing: {reason}").format(reason=exc.strerror)) from exc
     base = source.offset
@@ -473,7 +473,7 @@ def _sysfs_family(major: int, minor: int) -> set[tuple[int, int]]:
     return family
 
 
-def _loop_backed(path: str) -> bool:
+def _loop_backed(path: Path) -> bool:
     """Whether an image file is attached to a loop device (and so possibly mounted through it)."""
     target = os.path.realpath(path)
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
@@ -488,14 +488,14 @@ def _loop_backed(path: str) -> bool:
 def _refuse_if_mounted(source: CardImageSource) -> None:
     """Never write raw into a filesystem the kernel may have mounted: the node, its disk or partitions, a loop."""
     try:
-        st = os.stat(source.location)
+        st = os.stat(source.path)
     except OSError:
         return
     if stat.S_ISBLK(st.st_mode):
         mounted = set(read_mounts())
         if _sysfs_family(os.major(st.st_rdev), os.minor(st.st_rdev)) & mounted:
             raise _refuse(_("the card is mounted; clear it through its mount point"))
-    elif _loop_backed(source.location):
+    elif _loop_backed(source.path):
         raise _refuse(_("the card image is attached to a loop device; detach it first"))
 
 

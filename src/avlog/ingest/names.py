@@ -21,6 +21,7 @@ stored bytes (:func:`original_name`) and a sentence saying what was altered
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -156,6 +157,17 @@ def show_short(stored: bytes, lower_base: bool = False, lower_ext: bool = False)
         text = "\\x2e" * len(text)
         kinds.add(DOTS)
     return Shown(text, frozenset(kinds))
+
+
+def show_path(path: str | bytes | os.PathLike[str]) -> str:
+    """A local path (a mount point, an image file) for messages and records: its bytes escaped as names are.
+
+    A card's label becomes its mount point's name, so even the path avlog is
+    given may hold bytes that are not text. ``.`` and ``..`` stay as they are
+    here: they are the user's own spelling of a path, not a card's names.
+    """
+    raw = os.fsencode(path)
+    return "/".join(_escape_chars(os.fsdecode(part), undecodable_as_bytes=True)[0] for part in raw.split(b"/"))
 
 
 def note(kinds: Iterable[str]) -> str | None:

@@ -125,10 +125,10 @@ class FolderSource:
     parallel_reads = True
 
     def __init__(self, root: Path):
+        self.root = self.path = root
+        self.location = names.show_path(root)  # for messages and records; the card's label may not be text
         if not root.is_dir():
-            raise SourceError(_("{path} is not a folder").format(path=root))
-        self.root = root
-        self.location = str(root)
+            raise SourceError(_("{path} is not a folder").format(path=self.location))
         self._root = os.fsencode(root)
 
     def entries(self, should_stop: StopFlag = None) -> Iterator[SourceEntry]:
@@ -139,7 +139,7 @@ class FolderSource:
             listing = self._list(top)
         except OSError as exc:
             raise SourceError(
-                _("cannot read {path}: {reason}").format(path=self.root, reason=exc.strerror or exc)
+                _("cannot read {path}: {reason}").format(path=self.location, reason=exc.strerror or exc)
             ) from exc
         visited = {(st.st_dev, st.st_ino)}
         stack = [iter(listing)]
@@ -295,14 +295,17 @@ class CardImageSource:
     parallel_reads = False  # one card; a card reads fastest sequentially anyway
 
     def __init__(self, path: Path, local_tz: tzinfo):
-        self.location = str(path)
+        self.path = path  # what is opened (and, when clearing, written)
+        self.location = names.show_path(path)  # for messages and records
         self.local_tz = local_tz
         try:
             self.fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - kept open for the ingest
         except PermissionError as exc:
-            raise SourceError(_("cannot read {path}: permission denied").format(path=path)) from exc
+            raise SourceError(_("cannot read {path}: permission denied").format(path=self.location)) from exc
         except OSError as exc:
-            raise SourceError(_("cannot open {path}: {reason}").format(path=path, reason=exc.strerror)) from exc
+            raise SourceError(
+                _("cannot open {path}: {reason}").format(path=self.location, reason=exc.strerror)
+            ) from exc
         # The runs each file was read from, by the location of its directory entry: clearing frees only these.
         self.read_runs: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         try:
@@ -320,7 +323,7 @@ class CardImageSource:
                     _(
                         "{path} is shorter than the filesystem it holds ({size} of {declared} bytes): "
                         "an incomplete copy of the card?"
-                    ).format(path=path, size=self.size, declared=declared)
+                    ).format(path=self.location, size=self.size, declared=declared)
                 )
         except SourceError:
             self.fh.close()
@@ -329,7 +332,7 @@ class CardImageSource:
             self.fh.close()
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise SourceError(
-                _("cannot read the filesystem in {path}: {reason}").format(path=path, reason=reason)
+                _("cannot read the filesystem in {path}: {reason}").format(path=self.location, reason=reason)
             ) from exc
 
     def reread(self) -> CardFS:
@@ -367,14 +370,15 @@ def _entry(listed: Listed) -> SourceEntry:
 
 def open_source(path: Path, local_tz: tzinfo) -> Source:
     """A folder → :class:`FolderSource`; a file or block device → :class:`CardImageSource`."""
+    shown = names.show_path(path)
     try:
         st = path.stat()
     except FileNotFoundError as exc:
-        raise SourceError(_("{path} does not exist").format(path=path)) from exc
+        raise SourceError(_("{path} does not exist").format(path=shown)) from exc
     except PermissionError as exc:
-        raise SourceError(_("cannot read {path}: permission denied").format(path=path)) from exc
+        raise SourceError(_("cannot read {path}: permission denied").format(path=shown)) from exc
     if stat.S_ISDIR(st.st_mode):
         return FolderSource(path)
     if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
         return CardImageSource(path, local_tz)
-    raise SourceError(_("{path} is neither a folder, a card image nor a block device").format(path=path))
+    raise SourceError(_("{path} is neither a folder, a card image nor a block device").format(path=shown))

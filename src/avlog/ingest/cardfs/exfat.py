@@ -168,6 +168,9 @@ class ExfatFS(CardFS):
             int.from_bytes(stream[20:24], "little"),
             int.from_bytes(stream[24:32], "little"),
         )
+        if size > self.cluster_count * self.cluster_size:  # exFAT sizes are 64-bit: never let one go further
+            error = _("its size ({size} bytes) is more than the whole card holds").format(size=size)
+            return Rec(names.show_utf16(name), name, "utf-16le", None, None, error=error), 1 + count
         if valid > size:
             return damaged(_("its valid length is more than its size"))
         if size and not flags & 0x01:

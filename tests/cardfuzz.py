@@ -200,8 +200,9 @@ def draw_mutation(base: Base, chooser: Chooser, image: bytearray) -> list[Mutati
         fix = chooser.integer(0, 3) > 0  # mostly with a right checksum, so the deeper checks are reached
         if what == "stream":
             field_at, width = chooser.choice([(1, 1), (3, 1), (8, 8), (20, 4), (24, 8)])
+            top = (1 << (8 * width)) - 1
             value = chooser.choice(
-                [0, 1, chooser.integer(0, (1 << (8 * width)) - 1), base.cluster_size * chooser.integer(1, 64) + 1]
+                [0, 1, top, top >> 1 ^ top, chooser.integer(0, top), base.cluster_size * chooser.integer(1, 64) + 1]
             )
             value &= (1 << (8 * width)) - 1
             change = [Mutation("stream", stream + field_at, value.to_bytes(width, "little"))]

@@ -54,7 +54,7 @@ from pathlib import Path
 from avlog.context import Context
 from avlog.errors import PartialFailure
 from avlog.i18n import _, ngettext
-from avlog.ingest.cardfs import CardDamage, CardFS, CardHandle, FatFS, Listed, encode_entry, entry_span
+from avlog.ingest.cardfs import CardFS, CardHandle, FatFS, Listed, encode_entry, entry_span
 from avlog.ingest.devices import read_mounts
 from avlog.ingest.pipeline import GuardedReader, SourceReadError
 from avlog.ingest.report import IngestReport, ItemResult
@@ -234,7 +234,7 @@ def _prove_card(source: CardImageSource, items: list[ItemResult]) -> tuple[FatFS
     try:
         fs = source.reread()
         listing = list(fs.walk())
-    except (CardDamage, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # CardDamage, or the card answering EIO
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise _refuse(_("the card cannot be read again: {reason}").format(reason=reason)) from exc
     if not isinstance(fs, FatFS) or not isinstance(source.fs, FatFS) or _geometry(fs) != _geometry(source.fs):
@@ -268,7 +268,7 @@ def _prove_card(source: CardImageSource, items: list[ItemResult]) -> tuple[FatFS
             )
         try:
             runs = fs.runs(now, exact_end=True)
-        except CardDamage as exc:
+        except OSError as exc:  # CardDamage, or the card answering EIO
             raise _refuse(
                 _("{path} cannot be cleared: {reason}").format(path=item.original_path, reason=exc.strerror)
             ) from exc

@@ -343,9 +343,11 @@ class CardImageSource:
         try:
             for listed in self.fs.walk(should_stop):
                 yield _entry(listed)
-        except CardDamage as exc:  # the root folder itself cannot be read: nothing on the card can be
+        except OSError as exc:  # the root folder itself cannot be read (CardDamage, EIO): nothing on the card can be
             raise SourceError(
-                _("cannot read the directory tree of {path}: {reason}").format(path=self.location, reason=exc.strerror)
+                _("cannot read the directory tree of {path}: {reason}").format(
+                    path=self.location, reason=exc.strerror or exc
+                )
             ) from exc
 
     def open(self, entry: SourceEntry) -> BinaryIO:

@@ -302,6 +302,9 @@ class CardFS:
                 records, problem = self._subfolder(rec, stop)
             except Stopped:
                 return
+            except OSError as exc:  # the card answering EIO under one folder: that folder fails alone
+                yield self._error(where, _("cannot list this folder: {reason}").format(reason=exc.strerror or exc))
+                continue
             if waiting + len(records) > MAX_WAITING:
                 reason = _("this folder was not read: the folders above it hold too many entries waiting to be read")
                 yield self._error(where, reason)

@@ -50,7 +50,7 @@ class SourceEntry:
     mtime: datetime | None  # aware
     handle: Any = None  # the source's own reference to the file: where it is and what it was when listed
     special: bool = False  # a link, device or socket: listed so it is counted, never read
-    error: str | None = None  # set when the entry could not even be listed (an unreadable folder)
+    error: str | None = None  # set when the entry cannot be read at all (an unreadable folder, a damaged entry)
     # The stored bytes of each path component, when the shown path is not their exact decoding
     # ({"encoding": "utf-16le" | "fat-8.3" | "posix", "parts": [hex, ...]}); None for ordinary names.
     original_name: dict[str, Any] | None = None

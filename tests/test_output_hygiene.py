@@ -248,10 +248,6 @@ def test_a_terminal_that_cannot_show_a_character_gets_an_escape_not_a_crash(host
         assert "\\u4e0d\\u5b58\\u5728" in err if args[0] == "case" else "\\u7ea2" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the folder card reader does not yet turn a name that is not UTF-8 into one the catalog can keep",
-)
 def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes(store: Path, demo_card: SampleCard) -> None:
     """A folder card holding a file whose name is not UTF-8 (and holds an escape sequence): ingested, listed and
     shown with its odd bytes as \\xNN and nothing raw."""
@@ -265,3 +261,12 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes(store: Path, demo_
     listed = avlog(store, "ls", "--json")
     assert listed.returncode == 0 and hidden(listed.stdout) == []
     assert any("clip\\xff" in c["original_path"] for c in json.loads(listed.stdout)["clips"])
+    # The name's own bytes are kept in the catalog beside the escaped path, in the clip and its ingest item.
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{store / 'catalog.sqlite'}?mode=ro", uri=True)
+    (clip_raw,) = conn.execute("SELECT original_name FROM clips WHERE original_path LIKE '%clip%'").fetchone()
+    (item_raw,) = conn.execute("SELECT original_name FROM ingest_items WHERE original_path LIKE '%clip%'").fetchone()
+    conn.close()
+    assert clip_raw == item_raw
+    assert bytes.fromhex(json.loads(clip_raw)["parts"][-1]) == b"clip\xff\x1b[31m.MP4"

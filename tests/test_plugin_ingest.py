@@ -145,8 +145,11 @@ def files_on_image(image: Path) -> dict[str, str]:
     try:
         out = {}
         for entry in source.entries():
-            with source.open(entry) as f:
-                out[entry.path] = hashlib.sha256(f.read()).hexdigest()
+            try:
+                with source.open(entry) as f:
+                    out[entry.path] = hashlib.sha256(f.read()).hexdigest()
+            except OSError as exc:  # a damaged chain: the reader refuses the file rather than give part of it
+                out[entry.path] = f"unreadable: {exc.strerror}"
         return out
     finally:
         source.close()

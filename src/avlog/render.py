@@ -467,7 +467,12 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
     }
 
 
-SKIP_TEXT = {"system": N_("system"), "not_media": N_("not recordings"), "not_a_file": N_("links or special files")}
+SKIP_TEXT = {
+    "system": N_("system"),
+    "not_media": N_("not recordings"),
+    "not_a_file": N_("links or special files"),
+    "volume_label": N_("entries marked as a volume label"),
+}
 
 STATUS_STYLE = {"stored": "green", "duplicate": "cyan", "rehandover": "yellow", "failed": "bold red"}
 

@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -75,13 +76,19 @@ class GuardedReader:
             raise SourceReadError(_("the card ended before the file did")) from exc
 
 
-def _plan(source: Source, report: IngestReport) -> Iterator[tuple[SourceEntry, str]]:
-    """The recordings on the card, with their kind; counts what is skipped and why."""
-    for entry in source.entries():
+def _plan(
+    source: Source, report: IngestReport, should_stop: Callable[[], bool] | None = None
+) -> Iterator[tuple[SourceEntry, str]]:
+    """The recordings on the card, with their kind; counts what is skipped and why.
+
+    A file whose first bytes cannot be read to tell whether it is a recording
+    fails, named, rather than being counted as "not media".
+    """
+    for entry in source.entries(should_stop=should_stop):
         if entry.error is not None:
             yield entry, "unreadable"
             continue
-        reason = "not_a_file" if entry.special else skip_reason(entry.path)
+        reason = entry.skip or ("not_a_file" if entry.special else skip_reason(entry.path))
         kind = None
         if reason is None:
             kind = kind_by_extension(entry.path)
@@ -89,8 +96,11 @@ def _plan(source: Source, report: IngestReport) -> Iterator[tuple[SourceEntry, s
                 try:
                     with source.open(entry) as f:
                         kind = kind_by_magic(f.read(SNIFF_BYTES))
-                except (OSError, EOFError):
-                    kind = None
+                except (OSError, EOFError) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                    error = _("cannot open the file on the card: {reason}").format(reason=why)
+                    yield replace(entry, error=error), "unreadable"
+                    continue
             if kind is None:
                 reason = "not_media"
         if reason is not None:
@@ -401,7 +411,9 @@ def ingest(
         started_at=started,
         plugged_at=plugged_at or started,
     )
-    plan = list(_plan(source, report))
+    plan = list(_plan(source, report, should_stop))
+    if should_stop is not None and should_stop():
+        report.stopped = True  # asked to stop while the card was listed: what was not listed waits too
     with catalog.change():
         ingest_id = catalog.insert(
             "ingests",
@@ -452,7 +464,11 @@ def ingest(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             for entry, kind in plan:
                 item = ItemResult(
-                    original_path=entry.path, size=entry.size, media_kind=kind, original_name=_original_name(entry)
+                    original_path=entry.path,
+                    size=entry.size,
+                    media_kind=kind,
+                    original_name=_original_name(entry),
+                    entry=entry,
                 )
                 report.items.append(item)
                 if entry.error is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -50,9 +50,13 @@ class ItemResult:
     time_source: str | None = None
     probe_error: str | None = None
     original_name: str | None = None  # the name's bytes (JSON) where the path shown differs from them
+    # The card's entry this item was read from (its name as stored, what identifies it for clearing).
+    entry: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(replace(self, entry=None))
+        del doc["entry"]
+        return doc
 
 
 @dataclass

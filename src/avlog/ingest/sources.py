@@ -1,28 +1,42 @@
-"""Where recordings come from: a folder, or a raw FAT32/exFAT card image or block device.
+"""Where recordings come from: a folder, or a raw FAT12/16/32/exFAT card image or block device.
 
-A card is never mounted and never written: images and devices are opened
-read-only and parsed with dissect.fat. Every source yields :class:`SourceEntry`
-items with a POSIX-style path relative to the card's root.
+A card is never mounted and never written here: images and devices are opened
+read-only and walked by :mod:`avlog.ingest.cardfs`. Every source yields
+:class:`SourceEntry` items with a shown, validated path relative to the card's
+root (:mod:`avlog.ingest.names`), the stored name bytes when the shown path is
+not their exact decoding, and, in its handle, what identifies the very file
+that was listed (clearing deletes by that, never by a path rebuilt from names).
+Nothing listed is dropped uncounted: a file not to be read carries ``special``
+or ``skip``, a folder that cannot be read an ``error``.
 """
 
 from __future__ import annotations
 
-import io
+import errno
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from dissect.fat import FATFS, ExFAT
-from dissect.fat.fat import dostimestamp
-from dissect.util.stream import RangeStream, RunlistStream
+from dissect.fat.exceptions import Error as DissectError
 
 from avlog.errors import SourceError
 from avlog.i18n import _
+from avlog.ingest import names
+from avlog.ingest.cardfs import (
+    MAX_DEPTH,
+    MAX_FOLDER_ENTRIES,
+    MAX_WAITING,
+    CardDamage,
+    CardFS,
+    CardHandle,
+    Listed,
+    open_card_fs,
+)
 
 SECTOR = 512
 # MBR partition types that may hold FAT12/16/32 or exFAT.
@@ -31,16 +45,24 @@ _FAT_PARTITION_TYPES = {0x01, 0x04, 0x06, 0x07, 0x0B, 0x0C, 0x0E}
 
 @dataclass(frozen=True)
 class SourceEntry:
-    path: str  # relative to the card root, "/"-separated
+    path: str  # the shown path: relative to the card root, "/"-separated, each component safe (avlog.ingest.names)
     size: int
     mtime: datetime | None  # aware
-    handle: Any = None  # the source's own reference to the file
+    handle: Any = None  # the source's own reference to the file: where it is and what it was when listed
     special: bool = False  # a link, device or socket: listed so it is counted, never read
-    error: str | None = None  # set when the entry could not even be listed (an unreadable folder)
+    error: str | None = None  # set when the entry cannot be read at all (an unreadable folder, a damaged entry)
+    # The stored bytes of each path component, when the shown path is not their exact decoding
+    # ({"encoding": "utf-16le" | "fat-8.3" | "posix", "parts": [hex, ...]}); None for ordinary names.
+    original_name: dict[str, Any] | None = None
+    name_note: str | None = None  # what was altered to show the name (a translated sentence), or None
+    skip: str | None = None  # listed but never read, for this reason (counted in the report): "volume_label"
 
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+
+StopFlag = Callable[[], bool] | None
 
 
 class Source(Protocol):
@@ -48,7 +70,9 @@ class Source(Protocol):
     location: str
     parallel_reads: bool  # whether two files may be read at once
 
-    def entries(self) -> Iterator[SourceEntry]: ...
+    def entries(self, should_stop: StopFlag = None) -> Iterator[SourceEntry]:
+        """Every file on the card, and what could not be listed; returns early once ``should_stop()``."""
+        ...
 
     def open(self, entry: SourceEntry) -> BinaryIO: ...
 
@@ -59,65 +83,179 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def _named(parts: list[bytes], encodings: list[str], altered: set[str], exact: bool) -> dict[str, Any]:
+    """The naming fields of a SourceEntry: the stored bytes when the path is not shown exactly, and the note."""
+    return {
+        "original_name": None if exact else names.original_name(encodings, parts),
+        "name_note": names.note(altered),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """A file of a mounted card as it was listed: its stored name bytes and who it was (clearing deletes by this)."""
+
+    parts: tuple[bytes, ...]  # the path's components, as the kernel gives them
+    folders: tuple[tuple[int, int], ...]  # (st_dev, st_ino) of the card's root and of each folder on the way
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Folder:
+    path: bytes
+    shown: str  # "" for the root, else the shown path with a trailing "/"
+    parts: tuple[bytes, ...]
+    folders: tuple[tuple[int, int], ...]
+    altered: frozenset[str]
+    exact: bool
+    depth: int
+
+
 class FolderSource:
-    """A folder: a mounted card, a copy of one, or any directory of recordings. Links are not followed."""
+    """A folder: a mounted card, a copy of one, or any directory of recordings. Links are not followed.
+
+    Names are taken as bytes, as the kernel gives them, and shown through
+    :mod:`avlog.ingest.names`; files are opened by those bytes, never by the shown path.
+    """
 
     kind = "folder"
     parallel_reads = True
 
     def __init__(self, root: Path):
+        self.root = self.path = root
+        self.location = names.show_path(root)  # for messages and records; the card's label may not be text
         if not root.is_dir():
-            raise SourceError(_("{path} is not a folder").format(path=root))
-        self.root = root
-        self.location = str(root)
+            raise SourceError(_("{path} is not a folder").format(path=self.location))
+        self._root = os.fsencode(root)
 
-    def entries(self) -> Iterator[SourceEntry]:
-        unreadable: list[OSError] = []
-        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unreadable.append):
-            if unreadable and Path(unreadable[0].filename or "") == self.root:
-                exc = unreadable[0]
-                raise SourceError(
-                    _("cannot read {path}: {reason}").format(path=self.root, reason=exc.strerror)
-                ) from exc
-            yield from self._unreadable(unreadable)
-            dirnames.sort()
-            base = Path(dirpath)
-            for name in sorted(filenames):
-                full = base / name
+    def entries(self, should_stop: StopFlag = None) -> Iterator[SourceEntry]:
+        stop = should_stop or (lambda: False)
+        try:
+            st = os.stat(self._root)
+            top = _Folder(self._root, "", (), ((st.st_dev, st.st_ino),), frozenset(), True, 0)
+            listing = self._list(top)
+        except OSError as exc:
+            raise SourceError(
+                _("cannot read {path}: {reason}").format(path=self.location, reason=exc.strerror or exc)
+            ) from exc
+        visited = {(st.st_dev, st.st_ino)}
+        stack = [iter(listing)]
+        waiting = len(listing)  # memory is bounded as on a raw card (avlog.ingest.cardfs.base.walk)
+        while stack:
+            if stop():
+                return
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+                continue
+            waiting = max(0, waiting - 1)
+            if isinstance(item, SourceEntry):
+                yield item
+                continue
+            folder = item
+            identity = folder.folders[-1]
+            if identity in visited:  # a bind mount of a folder inside itself: read once
+                yield self._folder_error(folder, _("this folder was not read: it is a folder read already (a loop)"))
+                continue
+            visited.add(identity)
+            if folder.depth > MAX_DEPTH:
+                reason = _("this folder was not read: it lies deeper than {n} folders").format(n=MAX_DEPTH)
+                yield self._folder_error(folder, reason)
+                continue
+            try:
+                listing = self._list(folder)
+            except OSError as exc:  # a folder of the card that cannot be listed fails on its own
+                reason = _("cannot list this folder: {reason}").format(reason=exc.strerror or exc)
+                yield self._folder_error(folder, reason)
+                continue
+            if waiting + len(listing) > MAX_WAITING:
+                reason = _("this folder was not read: the folders above it hold too many entries waiting to be read")
+                yield self._folder_error(folder, reason)
+                continue
+            waiting += len(listing)
+            stack.append(iter(listing))
+
+    def _folder_error(self, folder: _Folder, reason: str) -> SourceEntry:
+        named = _named(list(folder.parts), ["posix"] * len(folder.parts), set(folder.altered), folder.exact)
+        return SourceEntry(folder.shown, 0, None, error=reason, **named)
+
+    def _list(self, folder: _Folder) -> list[SourceEntry | _Folder]:
+        """A folder's files in name order, then its subfolders in name order (as os.walk gives them).
+
+        At most :data:`MAX_FOLDER_ENTRIES` entries are read from one folder; the
+        folder is then named as read only in part.
+        """
+        files: list[tuple[str, SourceEntry]] = []
+        folders: list[tuple[str, _Folder]] = []
+        too_many = None
+        with os.scandir(folder.path) as listing:
+            for child in listing:
+                if len(files) + len(folders) >= MAX_FOLDER_ENTRIES:
+                    reason = _("it holds more than {n} entries; the rest were not read").format(n=MAX_FOLDER_ENTRIES)
+                    too_many = self._folder_error(
+                        folder, _("this folder was read only in part: {reason}").format(reason=reason)
+                    )
+                    break
+                raw = child.name
+                assert isinstance(raw, bytes)
+                shown = names.show_posix(raw)
+                path = folder.shown + shown.text
+                altered = folder.altered | shown.altered
+                exact = folder.exact and not shown.altered
+                parts = (*folder.parts, raw)
                 try:
-                    st = full.lstat()
+                    st = child.stat(follow_symlinks=False)
                 except FileNotFoundError:
+                    continue  # gone since it was listed
+                if stat.S_ISDIR(st.st_mode):
+                    ids = (*folder.folders, (st.st_dev, st.st_ino))
+                    folders.append(
+                        (shown.text, _Folder(child.path, path + "/", parts, ids, altered, exact, folder.depth + 1))
+                    )
                     continue
-                rel = full.relative_to(self.root).as_posix()
+                named = _named(list(parts), ["posix"] * len(parts), set(altered), exact)
                 if not stat.S_ISREG(st.st_mode):
-                    yield SourceEntry(rel, 0, None, special=True)  # links are never followed
-                    continue
-                yield SourceEntry(
-                    rel, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC), (st.st_size, st.st_mtime_ns)
-                )
-        if unreadable and Path(unreadable[0].filename or "") == self.root:
-            raise SourceError(_("cannot read {path}: {reason}").format(path=self.root, reason=unreadable[0].strerror))
-        yield from self._unreadable(unreadable)
+                    entry = SourceEntry(path, 0, None, special=True, **named)  # links are never followed
+                else:
+                    identity = FileIdentity(parts, folder.folders, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                    mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+                    entry = SourceEntry(path, st.st_size, mtime, identity, **named)
+                files.append((shown.text, entry))
+        files.sort(key=lambda pair: pair[0])
+        folders.sort(key=lambda pair: pair[0])
+        return [e for _n, e in files] + ([too_many] if too_many else []) + [f for _n, f in folders]
 
-    def _unreadable(self, errors: list[OSError]) -> Iterator[SourceEntry]:
-        """A folder of the card that cannot be listed fails on its own; the rest of the card goes on."""
-        while errors:
-            exc = errors.pop(0)
-            rel = Path(exc.filename or "?").relative_to(self.root).as_posix() + "/"
-            reason = _("cannot list this folder: {reason}").format(reason=exc.strerror)
-            yield SourceEntry(rel, 0, None, error=reason)
+    def path_of(self, entry: SourceEntry) -> bytes:
+        """The file's path as bytes, from its stored name components (the shown path may hold escapes)."""
+        identity: FileIdentity = entry.handle
+        return os.path.join(self._root, *identity.parts)
 
     def open(self, entry: SourceEntry) -> BinaryIO:
-        return open(self.root / entry.path, "rb", buffering=0)  # type: ignore[return-value]
+        identity: FileIdentity = entry.handle
+        fd = os.open(self.path_of(entry), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (identity.dev, identity.ino):
+            os.close(fd)
+            raise OSError(errno.ESTALE, _("the file was replaced since the card was listed"))
+        return open(fd, "rb", buffering=0)  # type: ignore[return-value]
 
     def recheck(self, entry: SourceEntry) -> str | None:
+        identity: FileIdentity = entry.handle
         try:
-            st = (self.root / entry.path).stat()
+            st = os.lstat(self.path_of(entry))
         except FileNotFoundError:
             return _("the file disappeared while it was read")
         except OSError as exc:  # a card pulled out answers EIO: the card's fault, not the store's
             return _("the card could not be read after the copy: {reason}").format(reason=exc.strerror or exc)
-        if (st.st_size, st.st_mtime_ns) != entry.handle:
+        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (
+            identity.dev,
+            identity.ino,
+            identity.size,
+            identity.mtime_ns,
+        ):
             return _("the file changed while it was read")
         return None
 
@@ -142,7 +280,7 @@ def _find_volume(fh: BinaryIO) -> tuple[int, int | None]:
                 fh.seek(lba * SECTOR)
                 if _is_volume_boot_record(fh.read(SECTOR)):
                     return lba * SECTOR, count * SECTOR
-    raise SourceError(_("no FAT32 or exFAT filesystem found (is this a card image?)"))
+    raise SourceError(_("no FAT or exFAT filesystem found (is this a card image?)"))
 
 
 def _is_volume_boot_record(sector: bytes) -> bool:
@@ -151,108 +289,72 @@ def _is_volume_boot_record(sector: bytes) -> bool:
     return sector[510:512] == b"\x55\xaa" and (sector[82:87] == b"FAT32" or sector[54:57] == b"FAT")
 
 
-def _exfat_time(timestamp: int, centiseconds: int, tz_byte: int, local: tzinfo) -> datetime | None:
-    if not timestamp:
-        return None
-    naive = dostimestamp(timestamp, centiseconds)
-    if tz_byte & 0x80:  # the offset field is valid: 7-bit signed count of 15 minutes
-        quarter_hours = tz_byte & 0x7F
-        if quarter_hours & 0x40:
-            quarter_hours -= 0x80
-        return naive.replace(tzinfo=timezone(timedelta(minutes=15 * quarter_hours)))
-    return naive.replace(tzinfo=local)
-
-
 class CardImageSource:
-    """A raw FAT32/exFAT card image or block device, read-only, never mounted."""
+    """A raw FAT12/16/32 or exFAT card image or block device, read-only, never mounted (avlog.ingest.cardfs)."""
 
-    parallel_reads = False  # one shared handle; a card reads fastest sequentially anyway
+    parallel_reads = False  # one card; a card reads fastest sequentially anyway
 
     def __init__(self, path: Path, local_tz: tzinfo):
-        self.location = str(path)
+        self.path = path  # what is opened (and, when clearing, written)
+        self.location = names.show_path(path)  # for messages and records
         self.local_tz = local_tz
         try:
             self.fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - kept open for the ingest
         except PermissionError as exc:
-            raise SourceError(_("cannot read {path}: permission denied").format(path=path)) from exc
+            raise SourceError(_("cannot read {path}: permission denied").format(path=self.location)) from exc
         except OSError as exc:
-            raise SourceError(_("cannot open {path}: {reason}").format(path=path, reason=exc.strerror)) from exc
+            raise SourceError(
+                _("cannot open {path}: {reason}").format(path=self.location, reason=exc.strerror)
+            ) from exc
+        # The runs each file was read from, by the location of its directory entry: clearing frees only these.
+        self.read_runs: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         try:
             offset, size = _find_volume(self.fh)
             self.offset = offset  # where the filesystem starts in the image (after a partition table)
             available = self.fh.seek(0, os.SEEK_END) - offset  # works for block devices too
             # A partition table may promise more than an incomplete copy of the card holds.
-            size = available if size is None else min(size, available)
-            volume: BinaryIO = RangeStream(self.fh, offset, size)
-            volume.seek(0)
-            head = volume.read(SECTOR)
-            volume.seek(0)
-            if head[3:11] == b"EXFAT   ":
-                self.kind = "exfat"
-                self.exfat = ExFAT(volume)
-                declared = self.exfat.vbr.volume_sector_count * self.exfat.sector_size
-            else:
-                self.kind = "fat"
-                self.fat = FATFS(volume)
-                declared = self.fat.total_sectors * self.fat.sector_size
-            if declared > size:
+            self.size = available if size is None else min(size, available)
+            self.fs = self.reread()
+            self.kind = self.fs.kind
+            declared = self.fs.declared_size
+            if declared > self.size:
                 # An incomplete copy of a card: files and whole folders past its end would vanish silently.
                 raise SourceError(
                     _(
                         "{path} is shorter than the filesystem it holds ({size} of {declared} bytes): "
                         "an incomplete copy of the card?"
-                    ).format(path=path, size=size, declared=declared)
+                    ).format(path=self.location, size=self.size, declared=declared)
                 )
         except SourceError:
             self.fh.close()
             raise
-        except Exception as exc:  # a damaged or foreign filesystem: any parser error means "not readable"
+        except (DissectError, CardDamage, OSError, ValueError, struct.error) as exc:  # damaged or foreign
             self.fh.close()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise SourceError(
-                _("cannot read the filesystem in {path}: {reason}").format(path=path, reason=exc)
+                _("cannot read the filesystem in {path}: {reason}").format(path=self.location, reason=reason)
             ) from exc
 
-    def entries(self) -> Iterator[SourceEntry]:
+    def reread(self) -> CardFS:
+        """The card's filesystem parsed afresh from its boot sector, with nothing cached from earlier reads."""
+        return open_card_fs(self.fh.fileno(), self.offset, self.size, self.local_tz)
+
+    def entries(self, should_stop: StopFlag = None) -> Iterator[SourceEntry]:
         try:
-            if self.kind == "exfat":
-                yield from self._exfat_entries(self.exfat.files["/"][1], "")
-            else:
-                yield from self._fat_entries(self.fat.root, "")
-        except SourceError:
-            raise
-        except Exception as exc:
+            for listed in self.fs.walk(should_stop):
+                yield _entry(listed)
+        except OSError as exc:  # the root folder itself cannot be read (CardDamage, EIO): nothing on the card can be
             raise SourceError(
-                _("cannot read the directory tree of {path}: {reason}").format(path=self.location, reason=exc)
+                _("cannot read the directory tree of {path}: {reason}").format(
+                    path=self.location, reason=exc.strerror or exc
+                )
             ) from exc
-
-    def _fat_entries(self, directory: Any, prefix: str) -> Iterator[SourceEntry]:
-        children = [c for c in directory.iterdir() if c.name not in (".", "..") and not c.is_volume_id()]
-        for child in sorted(children, key=lambda c: c.name):
-            path = f"{prefix}{child.name}"
-            if child.is_directory():
-                yield from self._fat_entries(child, path + "/")
-            else:
-                yield SourceEntry(path, child.size, child.mtime.replace(tzinfo=self.local_tz), child)
-
-    def _exfat_entries(self, directory: dict[str, Any], prefix: str) -> Iterator[SourceEntry]:
-        for name in sorted(directory):
-            file_, children = directory[name]
-            if children is not None or file_.metadata.attributes.directory:
-                yield from self._exfat_entries(children or {}, f"{prefix}{name.rstrip('/')}/")
-                continue
-            meta = file_.metadata
-            mtime = _exfat_time(meta.modified_time, meta.modified_offset, meta.modified_timezone, self.local_tz)
-            yield SourceEntry(f"{prefix}{name}", int(file_.stream.data_length), mtime, file_)
 
     def open(self, entry: SourceEntry) -> BinaryIO:
-        if entry.size == 0:
-            return io.BytesIO(b"")
-        if self.kind == "fat":
-            return entry.handle.open()  # type: ignore[no-any-return]
-        stream = entry.handle.stream
-        contiguous = bool(stream.flags.not_fragmented)
-        runlist = self.exfat.runlist(stream.location, contiguous, size=entry.size if contiguous else None)
-        return RunlistStream(self.exfat.filesystem, runlist, entry.size, self.exfat.sector_size)  # type: ignore[return-value]
+        handle: CardHandle = entry.handle
+        runs = self.fs.runs(handle)  # CardDamage (an OSError) names what cannot be trusted: the file fails alone
+        self.read_runs[handle.slots] = runs
+        return self.fs.open(handle, runs)
 
     def recheck(self, entry: SourceEntry) -> str | None:
         return None  # the image is read-only to us and nothing else writes a card we read raw
@@ -261,16 +363,24 @@ class CardImageSource:
         self.fh.close()
 
 
+def _entry(listed: Listed) -> SourceEntry:
+    named = _named(list(listed.parts), list(listed.encodings), set(listed.altered), listed.exact)
+    if listed.error is not None:
+        return SourceEntry(listed.path, 0, None, error=listed.error, **named)
+    return SourceEntry(listed.path, listed.size, listed.mtime, listed.handle, skip=listed.skip, **named)
+
+
 def open_source(path: Path, local_tz: tzinfo) -> Source:
     """A folder → :class:`FolderSource`; a file or block device → :class:`CardImageSource`."""
+    shown = names.show_path(path)
     try:
         st = path.stat()
     except FileNotFoundError as exc:
-        raise SourceError(_("{path} does not exist").format(path=path)) from exc
+        raise SourceError(_("{path} does not exist").format(path=shown)) from exc
     except PermissionError as exc:
-        raise SourceError(_("cannot read {path}: permission denied").format(path=path)) from exc
+        raise SourceError(_("cannot read {path}: permission denied").format(path=shown)) from exc
     if stat.S_ISDIR(st.st_mode):
         return FolderSource(path)
     if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
         return CardImageSource(path, local_tz)
-    raise SourceError(_("{path} is neither a folder, a card image nor a block device").format(path=path))
+    raise SourceError(_("{path} is neither a folder, a card image nor a block device").format(path=shown))

@@ -25,7 +25,6 @@ from avlog.errors import (
     UsageError,
 )
 from avlog.i18n import _
-from avlog.textsafe import utf8_safe
 
 # -- ingest -----------------------------------------------------------------------------------------
 
@@ -102,14 +101,6 @@ def ingest(
             raise UsageError(_("give the card's device with --device-serial SERIAL"))
         if device is not None or wait:
             raise UsageError(_("--from reads a card you name; --device and --wait find attached ones"))
-        if clear_device and utf8_safe(str(source.absolute())) != str(source.absolute()):
-            # Clearing is recorded with the card's path, and the catalog holds UTF-8 only.
-            raise UsageError(
-                _(
-                    "--clear-device needs a card path that is UTF-8, not {path}; ingest without clearing, "
-                    "or mount the card at another folder"
-                ).format(path=source.absolute())
-            )
         with _closing(_open(ctx)) as c:
             report = _ingest_one(c, source.absolute(), device_serial, allow_unregistered, clear_device, yes, as_json)
         _ingest_exit(report)

@@ -270,3 +270,5 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes(store: Path, demo_
     conn.close()
     assert clip_raw == item_raw
     assert bytes.fromhex(json.loads(clip_raw)["parts"][-1]) == b"clip\xff\x1b[31m.MP4"
+    (shown,) = [c for c in json.loads(listed.stdout)["clips"] if "clip\\xff" in c["original_path"]]
+    assert shown["original_name"] == json.loads(clip_raw)

@@ -329,4 +329,13 @@ def test_a_recording_handed_over_again_after_its_purge_is_recorded_not_stored(
     assert later.purged == [] and later.removed_objects == []
     shown = cli("ingest", "--from", str(tmp_path / "card"), "--device-serial", "BC-0001")
     assert shown.exit_code == 0 and "handed over again" in shown.stdout
+    # Clearing deletes what the store holds and leaves the re-handed-over files, naming them.
+    cleared = cli("ingest", "--from", str(tmp_path / "card"), "--device-serial", "BC-0001", "--clear-device", "--json")
+    assert cleared.exit_code == 0, cleared.stderr
+    doc = json.loads(cleared.stdout)
+    assert sorted(doc["cleared"]) == ["A.mp4", "R.mp4"]
+    assert sorted(doc["left_on_card"]) == ["B.mp4", "C.mp4", "D.mp4", "E.mp4", "copy/B-copy.mp4"]
+    assert sorted(p.relative_to(tmp_path / "card").as_posix() for p in (tmp_path / "card").rglob("*.mp4")) == sorted(
+        doc["left_on_card"]
+    )
     assert run_avlog(store, "audit", "verify").returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import tzinfo
 from typing import Any
 
@@ -25,6 +26,8 @@ def clip_json(
         "custodian": custodian,
         "unregistered_device": bool(row["unregistered_device"]),
         "original_path": row["original_path"],
+        # The name's bytes on the card where the path shown differs from them (see docs/store-format.md).
+        "original_name": json.loads(row["original_name"]) if row.get("original_name") else None,
         "media_kind": row["media_kind"],
         "container": row["container"],
         "codec": row["codec"],

@@ -445,6 +445,9 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
                 "media_kind": i.media_kind,
                 "time_source": i.time_source,
                 "probe_error": i.probe_error,
+                # where the path shown is not exactly the name on the card: its bytes, and what was altered
+                "original_name": loads(i.original_name),
+                "name_note": getattr(i.entry, "name_note", None),
             }
             for i in report.items
         ],

@@ -24,7 +24,7 @@ from avlog.errors import (
     StoreError,
     UsageError,
 )
-from avlog.i18n import _
+from avlog.i18n import _, ngettext
 
 # -- ingest -----------------------------------------------------------------------------------------
 
@@ -143,23 +143,44 @@ def _ingest_one(
         )
     finally:
         src.close()
-    _show_ingest(c, outcome.report, outcome.cleared, as_json)
+    _show_ingest(c, outcome, as_json)
     if outcome.refused is not None:
         raise outcome.refused
     return outcome.report
 
 
-def _show_ingest(c: Context, report: Any, cleared: list[str] | None, as_json: bool) -> None:
+def _ingest_document(c: Context, outcome: Any) -> dict[str, Any]:
+    from avlog import render
+
+    doc = render.ingest_json(outcome.report, c.settings.tz)
+    doc["cleared"] = outcome.cleared
+    doc["left_on_card"] = outcome.left
+    return doc
+
+
+def _show_ingest(c: Context, outcome: Any, as_json: bool) -> None:
     from avlog import render
 
     if as_json:
-        doc = render.ingest_json(report, c.settings.tz)
-        doc["cleared"] = cleared or []
-        render.emit_json(doc)
+        render.emit_json(_ingest_document(c, outcome))
         return
-    render.print_ingest(report, c.catalog, c.settings.tz)
-    if cleared:
-        render.err.print(_("Cleared {n} recordings from the card (Art. 18).").format(n=len(cleared)))
+    render.print_ingest(outcome.report, c.catalog, c.settings.tz)
+    if outcome.cleared:
+        n = len(outcome.cleared)
+        render.err.print(
+            ngettext(
+                "Cleared {n} recording from the card (Art. 18).", "Cleared {n} recordings from the card (Art. 18).", n
+            ).format(n=n)
+        )
+    if outcome.left:
+        n = len(outcome.left)
+        render.err.print(
+            ngettext(
+                "{n} file was left on the card: it is not in the store ({files}).",
+                "{n} files were left on the card: they are not in the store ({files}).",
+                n,
+            ).format(n=n, files=", ".join(outcome.left))
+        )
 
 
 def _ingest_attached(
@@ -206,13 +227,12 @@ def _ingest_attached(
         if outcome.refused is not None:
             problems.append(f"{identity.device.node}: {outcome.refused}")
         if as_json:
-            doc = render.ingest_json(outcome.report, c.settings.tz)
+            doc = _ingest_document(c, outcome)
             doc["device_node"] = identity.device.node
-            doc["cleared"] = outcome.cleared
             doc["clear_refused"] = str(outcome.refused) if outcome.refused else None
             documents.append(doc)
         else:
-            _show_ingest(c, outcome.report, outcome.cleared, False)
+            _show_ingest(c, outcome, False)
     if as_json:
         render.emit_json(
             {"ingests": documents, "unknown": [render.identity_json(i) for i in unknown], "problems": problems}
@@ -402,7 +422,18 @@ def watch(
             if outcome.report.stopped:
                 render.log(_("stopping: the clip in progress was finished; the rest waits for the next plug-in"))
             if outcome.cleared:
-                render.log(_("{node}: cleared {n} recordings").format(node=attached.node, n=len(outcome.cleared)))
+                n = len(outcome.cleared)
+                render.log(
+                    ngettext("{node}: cleared {n} recording", "{node}: cleared {n} recordings", n).format(
+                        node=attached.node, n=n
+                    )
+                )
+            if outcome.left:
+                render.log(
+                    _("{node}: left on the card, not in the store: {files}").format(
+                        node=attached.node, files=", ".join(outcome.left)
+                    )
+                )
             if outcome.refused is not None:
                 render.log(f"{attached.node}: {outcome.refused}")
     render.log(_("stopped"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,7 @@ class AttachedOutcome:
     report: IngestReport
     cleared: list[str]
     refused: ClearRefused | None
+    left: list[str] = field(default_factory=list)  # files the run listed that are not in the store: kept on the card
 
 
 def ingest_and_clear(
@@ -121,13 +122,15 @@ def ingest_and_clear(
         should_stop=should_stop,
     )
     cleared: list[str] = []
+    left: list[str] = []
     refused = None
     if clear and report.items:
         try:
-            cleared = clear_card(ctx, source, report, confirmed=confirmed).deleted
+            done = clear_card(ctx, source, report, confirmed=confirmed)
+            cleared, left = done.deleted, done.left
         except ClearRefused as exc:
             refused = exc
-    return AttachedOutcome(report, cleared, refused)
+    return AttachedOutcome(report, cleared, refused, left)
 
 
 def ingest_attached(

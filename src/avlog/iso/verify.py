@@ -21,7 +21,7 @@ import queue
 import stat
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,18 +166,7 @@ def read_medium(path: Path, *, small_files: tuple[str, ...] = (), progress: Prog
     """
     fd, is_device, size = _open(path)
     try:
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as fp:
-            iso = pycdlib.PyCdlib()
-            try:
-                iso.open_fp(fp)
-            except OSError as exc:
-                raise IntegrityError(
-                    _("cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
-                ) from exc
-            except (pycdlib.pycdlibexception.PyCdlibException, ValueError, IndexError, struct.error) as exc:
-                raise IntegrityError(
-                    _("{path} is not a readable ISO 9660 image: {reason}").format(path=path, reason=exc)
-                ) from exc
+        with _pycdlib_on(fd, path) as iso:
             try:
                 volume_id = iso.pvd.volume_identifier.decode("ascii", "replace").strip()
                 volume_set_id = iso.pvd.volume_set_identifier.decode("ascii", "replace").strip()
@@ -187,8 +176,6 @@ def read_medium(path: Path, *, small_files: tuple[str, ...] = (), progress: Prog
                 raise IntegrityError(
                     _("cannot read the directories of {path}: {reason}").format(path=path, reason=exc)
                 ) from exc
-            finally:
-                iso.close()
         reading = Reading(str(path), is_device, volume_id, image_bytes, volume_set_id, problems=problems)
         for other, view in ((iso9660, "ISO 9660"), (joliet, "Joliet")):
             if not other:
@@ -220,35 +207,49 @@ def read_medium(path: Path, *, small_files: tuple[str, ...] = (), progress: Prog
 MAX_TAG_BYTES = 64 << 20
 
 
+@contextlib.contextmanager
+def _pycdlib_on(fd: int, path: Path) -> Iterator[Any]:
+    """pycdlib opened on the medium ``fd`` (read from the medium itself), closed afterwards; an unreadable
+    medium or one that is no ISO 9660 image is an :class:`IntegrityError`."""
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as fp:
+        iso = pycdlib.PyCdlib()
+        try:
+            iso.open_fp(fp)
+        except OSError as exc:
+            raise IntegrityError(
+                _("cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+            ) from exc
+        except (pycdlib.pycdlibexception.PyCdlibException, ValueError, IndexError, struct.error) as exc:
+            raise IntegrityError(
+                _("{path} is not a readable ISO 9660 image: {reason}").format(path=path, reason=exc)
+            ) from exc
+        try:
+            yield iso
+        finally:
+            with contextlib.suppress(Exception):
+                iso.close()
+
+
 def read_tags(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     """Only some small files of an image or disc (by their real path), found through its UDF tree, without
     reading the rest of the medium; a file that is absent or too large is left out."""
     fd, _is_device, _size = _open(path)
     found: dict[str, bytes] = {}
     try:
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as fp:
-            iso = pycdlib.PyCdlib()
-            try:
-                iso.open_fp(fp)
-                for name in names:
-                    try:
-                        extents = list(iso.get_file_byte_extents(udf_path="/" + name))
-                    except pycdlib.pycdlibexception.PyCdlibException:
-                        continue
-                    if sum(length for _start, length in extents) > MAX_TAG_BYTES:
-                        continue
+        with _pycdlib_on(fd, path) as iso:
+            for name in names:
+                try:
+                    extents = list(iso.get_file_byte_extents(udf_path="/" + name))
+                except pycdlib.pycdlibexception.PyCdlibException:
+                    continue
+                if sum(length for _start, length in extents) > MAX_TAG_BYTES:
+                    continue
+                try:
                     found[name] = b"".join(os.pread(fd, length, start) for start, length in extents)
-            except OSError as exc:
-                raise IntegrityError(
-                    _("cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
-                ) from exc
-            except (pycdlib.pycdlibexception.PyCdlibException, ValueError, IndexError, struct.error) as exc:
-                raise IntegrityError(
-                    _("{path} is not a readable ISO 9660 image: {reason}").format(path=path, reason=exc)
-                ) from exc
-            finally:
-                with contextlib.suppress(Exception):
-                    iso.close()
+                except OSError as exc:
+                    raise IntegrityError(
+                        _("cannot read {path}: {reason}").format(path=path, reason=exc.strerror or exc)
+                    ) from exc
     finally:
         os.close(fd)
     return found

@@ -9,6 +9,8 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,6 +88,20 @@ def execute(store: Path, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> 
 def drop_triggers(store: Path) -> None:
     execute(store, "DROP TRIGGER audit_no_update")
     execute(store, "DROP TRIGGER audit_no_delete")
+
+
+def restore_triggers(store: Path) -> None:
+    """Put the log's guard triggers back as avlog made them, as someone covering their tracks would."""
+    execute(
+        store,
+        "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    )
+    execute(
+        store,
+        "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit "
+        "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    )
 
 
 def verify_json(store: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -191,6 +207,7 @@ def test_entries_cut_off_the_end_are_found_by_the_journal_and_by_an_anchor(store
     (mark,) = catalog_rows(store, "SELECT seq FROM audit WHERE action = 'disc.mark'")
     drop_triggers(store)
     execute(store, "DELETE FROM audit WHERE seq >= ?", [mark["seq"]])
+    restore_triggers(store)
     execute(store, "UPDATE discs SET location = NULL WHERE id = 1")
     code, doc = verify_json(store)
     assert code == 0, doc  # the chain that is left is whole and the rows fit it: only an anchor shows the cut
@@ -221,6 +238,7 @@ def test_a_rewritten_tail_is_found_by_an_anchor_and_by_hand(store: Path, tmp_pat
     new_hash = entry_hash(*fields, row["login"])
     execute(store, "UPDATE audit SET actor = ?, hash = ? WHERE seq = ?", [row["actor"], new_hash, row["seq"]])
     execute(store, "DELETE FROM audit WHERE seq > ?", [row["seq"]])
+    restore_triggers(store)
     assert verify_json(store)[0] == 0
     code, doc = verify_json(store, "--anchor", str(anchors))
     assert code == 3 and "another hash" in doc["anchors"][0]["problem"]
@@ -279,8 +297,9 @@ def test_a_disc_carries_the_head_and_audit_verify_checks_it(store: Path) -> None
     assert carried["ok"] and carried["seq"] < doc["entries"]
     drop_triggers(store)
     execute(store, "DELETE FROM audit WHERE seq >= ?", [carried["seq"]])
+    restore_triggers(store)
     code, doc = verify_json(store, "--disc", str(image))
-    assert code == 3
+    assert code == 3 and doc["anchors"][0]["ok"] is False and "cut off" in doc["anchors"][0]["problem"]
 
 
 # -- acting on rows the log contradicts --------------------------------------------------------------
@@ -452,7 +471,21 @@ def test_an_old_store_tampered_before_the_journal_keeps_its_contradiction(tmp_pa
 # -- who acts -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["x\x1b[31mred", "two\nlines", " ", "a" * 65, "tab\there"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x\x1b[31mred",
+        "two\nlines",
+        " ",
+        "a" * 65,
+        "tab\there",
+        "alice\n",
+        "\nalice",
+        "alice\t",
+        "\u2028alice",
+        "a\ue000",
+    ],
+)
 def test_an_actor_with_control_characters_is_refused(store: Path, name: str) -> None:
     before = catalog_rows(store, "SELECT COUNT(*) AS n FROM audit")
     proc = run_avlog(store, "flag", "1", "--reason", "other", env={**os.environ, "AVLOG_USER": name})
@@ -547,3 +580,178 @@ def test_the_documented_store_check_follows_the_chain_formula(store: Path, tmp_p
     execute(store, "UPDATE audit SET login = NULL WHERE seq = 2")  # the older formula does not fit it either
     done = run_script(check, str(store))
     assert done.returncode == 3 and "audit entry 2 is broken" in done.stdout
+
+
+# -- attacks on the journal itself -------------------------------------------------------------------------
+
+
+def append_entry(store: Path, action: str, details: Any, *, seq: int | None = None) -> int:
+    """A well-hashed entry appended (or planted at ``seq``) straight in SQLite, as anyone who may write the
+    catalog file can."""
+    from avlog.store.audit import entry_hash
+
+    (last,) = catalog_rows(store, "SELECT seq, hash, login FROM audit ORDER BY seq DESC LIMIT 1")
+    text = details if isinstance(details, str) else json.dumps(details, sort_keys=True, separators=(",", ":"))
+    number = last["seq"] + 1 if seq is None else seq
+    prev = last["hash"] if seq is None else "1" * 64
+    at = "2026-12-02T00:00:00.000000Z"
+    digest = entry_hash(number, at, "x", action, "store", text, prev, last["login"])
+    execute(
+        store,
+        "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash, login) "
+        "VALUES (?, ?, 'x', ?, 'store', ?, ?, ?, ?)",
+        [number, at, action, text, prev, digest, last["login"]],
+    )
+    return number
+
+
+def test_an_entry_planted_before_the_first_is_a_break_not_a_journal(store: Path) -> None:
+    append_entry(store, "catalog.journal", {"contradictions": [], "rows": []}, seq=0)
+    code, doc = verify_json(store)
+    assert code == 3 and doc["first_break"]["seq"] == 0
+
+
+def test_a_forged_journal_start_is_named(store: Path) -> None:
+    """A store born with the journal never wrote catalog.journal or catalog.baseline: appended ones are forged,
+    and their rows are replayed on top of the real ones (a baseline leaving a row out cannot hide it)."""
+    seq = append_entry(store, "catalog.journal", {"contradictions": [], "contradictions_total": 0, "rows": []})
+    code, doc = verify_json(store)
+    assert code == 3
+    (forged,) = [d for d in doc["differences"] if d["entry"] == seq]
+    assert "claims to begin the journal" in forged["detail"]
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        '{"rows":5}',
+        '{"rows":true}',
+        "[1,2]",
+        '{"rows":[[["insert"],"flags",{"id":1}]]}',
+        '{"rows":[["insert","flags",{"id":99999999999999999999}]]}',
+        '{"rows":[["insert","flags",{"id":900,"note":{"a":1}}]]}',
+        '{"rows":[["insert","nowhere",{"id":1}]]}',
+        '{"rows":[["delete","flags",{"id":1}]]}',
+        '{"rows":' + "[" * 100000 + "]" * 100000 + "}",
+    ],
+    ids=["rows-number", "rows-bool", "not-object", "bad-op", "huge-id", "dict-value", "table", "op", "deep"],
+)
+def test_a_malformed_entry_is_named_never_a_crash(store: Path, details: str) -> None:
+    seq = append_entry(store, "clip.flag", details)
+    proc = run_avlog(store, "audit", "verify", "--json")
+    assert proc.returncode == 3, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert any(d["entry"] == seq for d in doc["differences"]), doc["differences"]
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    refused = run_avlog(store, "retention-sweep")
+    assert refused.returncode == 3 and "purged nothing" in error_line(refused.stderr)
+
+
+def test_a_trigger_that_swallows_writes_is_refused_and_named(store: Path) -> None:
+    execute(store, "CREATE TRIGGER keep_out BEFORE INSERT ON flags BEGIN SELECT RAISE(IGNORE); END")
+    before = catalog_rows(store, "SELECT COUNT(*) AS n FROM audit")
+    proc = run_avlog(store, "flag", "4", "--reason", "incident")
+    assert proc.returncode == 1 and "schema" in error_line(proc.stderr)
+    assert catalog_rows(store, "SELECT COUNT(*) AS n FROM audit") == before  # no entry claims a flag
+    code, doc = verify_json(store)
+    assert code == 3
+    assert [(d["kind"], d["key"]) for d in doc["differences"]] == [("schema", "trigger keep_out")]
+
+
+def test_dropped_guard_triggers_are_named(store: Path) -> None:
+    drop_triggers(store)
+    code, doc = verify_json(store)
+    assert code == 3
+    assert {(d["kind"], d["key"]) for d in doc["differences"]} == {
+        ("schema", "trigger audit_no_update"),
+        ("schema", "trigger audit_no_delete"),
+    }
+
+
+def test_an_index_that_hides_rows_is_found_by_the_integrity_check(store: Path) -> None:
+    """An index redefined to leave a case link out, its schema text put back: the tables look whole, but the
+    queries that decide retention would not see the link."""
+    conn = sqlite3.connect(store / "catalog.sqlite")
+    conn.execute("DROP INDEX idx_case_clips_clip_id")
+    conn.execute("CREATE INDEX idx_case_clips_clip_id ON case_clips (clip_id) WHERE case_id <> 1")
+    conn.commit()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "UPDATE sqlite_master SET sql = 'CREATE INDEX [idx_case_clips_clip_id] ON [case_clips] ([clip_id])' "
+        "WHERE name = 'idx_case_clips_clip_id'"
+    )
+    conn.commit()
+    conn.close()
+    code, doc = verify_json(store)
+    assert code == 3
+    assert any(d["kind"] == "integrity" for d in doc["differences"]), doc["differences"]
+    refused = run_avlog(store, "retention-sweep")
+    assert refused.returncode == 3
+
+
+def test_a_change_committed_while_the_sweep_waits_is_seen_by_its_check(store: Path) -> None:
+    """The check and the decisions are one transaction: a flag deleted while the sweep waited for the catalog
+    cannot let its clip be purged."""
+    (flag,) = catalog_rows(store, "SELECT clip_id FROM flags WHERE unflagged_at IS NULL AND reason = 'dispute'")
+    conn = sqlite3.connect(store / "catalog.sqlite", isolation_level=None, timeout=30)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM flags WHERE clip_id = ?", [flag["clip_id"]])
+    sweep_proc = subprocess.Popen(
+        [sys.executable, "-m", "avlog", "--store", str(store), "retention-sweep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the sweep has taken its first look and waits for the write lock
+        assert sweep_proc.poll() is None
+        conn.execute("COMMIT")
+        _out, err = sweep_proc.communicate(timeout=120)
+    finally:
+        conn.close()
+        if sweep_proc.poll() is None:
+            sweep_proc.kill()
+    assert sweep_proc.returncode == 3 and "purged nothing" in error_line(err)
+
+
+def test_a_read_only_store_restored_with_its_wal_but_no_shm_is_read(store: Path, tmp_path: Path) -> None:
+    """A backup restored as catalog.sqlite with its -wal file (and no -shm) onto read-only media."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    copy = tmp_path / "restored"
+    shutil.copytree(store, copy, symlinks=True)
+    holder = sqlite3.connect(store / "catalog.sqlite")  # keeps the WAL from being checkpointed away
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    holder.execute("SELECT COUNT(*) FROM audit").fetchone()  # its use of the WAL keeps the file in place
+    proc = run_avlog(store, "flag", "5", "--reason", "other", "--note", "in the WAL only")
+    assert proc.returncode == 0, proc.stderr
+    shutil.copyfile(store / "catalog.sqlite", copy / "catalog.sqlite")
+    shutil.copyfile(store / "catalog.sqlite-wal", copy / "catalog.sqlite-wal")
+    holder.close()
+    (copy / "catalog.sqlite-shm").unlink(missing_ok=True)
+    assert (copy / "catalog.sqlite-wal").stat().st_size > 0
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "--bind", str(copy), str(mount)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mount)], check=True)
+        shown = run_avlog(mount, "show", "5", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert "other" in json.loads(shown.stdout)["flags"]  # the change only the WAL held is seen
+        assert run_avlog(mount, "audit", "verify").returncode == 0
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_hostile_anchor_lines_are_named_never_a_crash(store: Path, tmp_path: Path) -> None:
+    hostile = tmp_path / "anchors.jsonl"
+    hostile.write_text(
+        '{"seq":99999999999999999999,"hash":"' + "a" * 64 + '"}\n' + "[" * 100000 + "]" * 100000 + "\n",
+        encoding="ascii",
+    )
+    code, doc = verify_json(store, "--anchor", str(hostile))
+    assert code == 3 and doc["unreadable_anchors"] == [f"{hostile}:1", f"{hostile}:2"]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    proc = run_avlog(store, "audit", "verify", "--anchor", str(empty))
+    assert proc.returncode == 0 and "holds no anchor yet" in proc.stderr

@@ -272,3 +272,15 @@ def test_a_file_name_that_is_not_utf8_is_shown_with_its_bytes(store: Path, demo_
     assert bytes.fromhex(json.loads(clip_raw)["parts"][-1]) == b"clip\xff\x1b[31m.MP4"
     (shown,) = [c for c in json.loads(listed.stdout)["clips"] if "clip\\xff" in c["original_path"]]
     assert shown["original_name"] == json.loads(clip_raw)
+
+
+def test_json_to_a_full_stdout_is_one_line_not_a_traceback(store: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "avlog", "--store", str(store), "audit", "verify", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["avlog: cannot write or read: No space left on device"]

@@ -24,6 +24,7 @@ class AuditCheck:
     differences: list[journal.Difference] = field(default_factory=list)
     anchors: list[tuple[Anchor, str | None]] = field(default_factory=list)  # each with why it fails, or None
     unreadable: list[str] = field(default_factory=list)  # anchor lines or discs that hold no anchor
+    empty_files: list[str] = field(default_factory=list)  # anchor files with no line yet (a first night)
 
     @property
     def ok(self) -> bool:
@@ -65,12 +66,15 @@ def verify_log(
     from avlog.iso.verify import read_tags
 
     db = ctx.catalog.db
-    check = AuditCheck(verify_chain(db))
-    if check.chain.first_break is None:  # a broken chain cannot be replayed: its first break is the finding
-        check.differences = journal.check(db, limit=DIFFERENCES_LIMIT)
+    with ctx.catalog.snapshot():  # the chain, the log and the tables read at one moment
+        check = AuditCheck(verify_chain(db))
+        if check.chain.first_break is None:  # a broken chain cannot be replayed: its first break is the finding
+            check.differences = journal.check(db, limit=DIFFERENCES_LIMIT)
     found = list(expected)
     for path in anchor_files:
         anchors, bad = anchor.read_file(path)
+        if not anchors and not bad:
+            check.empty_files.append(str(path))
         found += anchors
         check.unreadable += bad
     for disc in discs:

@@ -55,12 +55,10 @@ def process_login() -> str:
 
 def check_actor(name: str) -> str:
     """A person's name as the audit log records it: printable, one line, at most ``ACTOR_MAX`` characters."""
-    name = name.strip()
-    if (
-        not name
-        or len(name) > ACTOR_MAX
-        or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in name)
-    ):
+    # Checked before anything is stripped: a control character at either end is refused, never dropped.
+    hidden = any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in name)
+    name = name.strip(" ")
+    if hidden or not name or len(name) > ACTOR_MAX:
         raise UsageError(
             _(
                 "AVLOG_USER must be a person's name: one line of at most {n} printable characters, "

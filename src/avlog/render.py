@@ -5,7 +5,9 @@ Only the CLI imports this module; the core reports progress through plain callba
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, tzinfo
@@ -74,6 +76,14 @@ def error_line(message: str) -> None:
 
 #: Whether this command has printed its JSON document (the CLI prints an error document otherwise).
 json_emitted = False
+
+
+def drop_stdout() -> None:
+    """After stdout failed: point it at /dev/null, so that what is still buffered cannot fail again at exit."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def emit_json(document: Any) -> None:

@@ -52,7 +52,10 @@ def _fail(message: str, code: int, wants_json: bool) -> SystemExit:
     from avlog import render
 
     if wants_json and not render.json_emitted:
-        render.emit_json({"ok": False, "error": message, "exit_code": code})
+        try:
+            render.emit_json({"ok": False, "error": message, "exit_code": code})
+        except OSError:
+            render.drop_stdout()  # stdout itself failed (a full disk, a closed pipe): the line on stderr says why
     render.error_line(message)
     return SystemExit(code)
 
@@ -111,11 +114,13 @@ class AvlogGroup(TyperGroup):
         except KeyboardInterrupt:
             raise _fail(_("interrupted"), 130, wants_json) from None
         except OSError as exc:
-            raise _fail(
-                _("{reason}: {path}").format(reason=exc.strerror or type(exc).__name__, path=exc.filename or ""),
-                1,
-                wants_json,
-            ) from None
+            reason = exc.strerror or type(exc).__name__
+            message = (
+                _("{reason}: {path}").format(reason=reason, path=exc.filename)
+                if exc.filename
+                else _("cannot write or read: {reason}").format(reason=reason)
+            )
+            raise _fail(message, 1, wants_json) from None
         except Exception as exc:
             if _is_usage_error(exc):
                 raise _usage_failure(exc, wants_json) from None

@@ -25,7 +25,7 @@ from avlog.errors import (
     IntegrityError,
     UsageError,
 )
-from avlog.i18n import _
+from avlog.i18n import _, ngettext
 
 # -- init -------------------------------------------------------------------------------------------
 
@@ -340,9 +340,17 @@ def verify(
         if not report.recorded:
             render.err.print(_("The store is read-only: the results were not recorded in the catalog."))
     if report.bad:
+        shown = ", ".join(f"{b.blake3[:16]} ({_(b.problem)})" for b in report.bad[:BAD_NAMED])
+        n = len(report.bad)
+        if n > BAD_NAMED:  # the one line stays one line; every object is listed above it and in --json
+            raise IntegrityError(
+                _("{n} objects missing or altered, the first {shown_n}: {list}").format(
+                    n=n, shown_n=BAD_NAMED, list=shown
+                )
+            )
         raise IntegrityError(
-            _("{n} object(s) missing or altered: {list}").format(
-                n=len(report.bad), list=", ".join(f"{b.blake3[:16]} ({_(b.problem)})" for b in report.bad)
+            ngettext("{n} object missing or altered: {list}", "{n} objects missing or altered: {list}", n).format(
+                n=n, list=shown
             )
         )
 
@@ -413,6 +421,7 @@ def audit_verify(
                     for a, p in check.anchors
                 ],
                 "unreadable_anchors": check.unreadable,
+                "empty_anchor_files": check.empty_files,
             }
         )
     else:
@@ -437,10 +446,15 @@ def audit_verify(
                 render.out.print(_("Anchor {seq} ({source}): {problem}").format(seq=a.seq, source=a.source, problem=p))
         for source in check.unreadable:
             render.out.print(_("{source} holds no anchor").format(source=source))
+        for path in check.empty_files:
+            render.err.print(_("{path} holds no anchor yet: nothing to check there").format(path=path))
     failure = check.failure()
     if failure is not None:
         raise failure
 
+
+#: Damaged objects named in verify's closing line.
+BAD_NAMED = 10
 
 #: Differences printed as lines (``--json`` lists more).
 DIFFERENCES_SHOWN = 50

@@ -289,15 +289,16 @@ def burn_iso(
     report = BurnReport(medium, dry_run=dry_run, evidence_case=evidence_for)
     out_dir = (out or ctx.root / "discs").absolute()
     with burn_lock(ctx):
-        if not dry_run:
-            require_agreement(
-                ctx.catalog.db,
-                _(
-                    "burn-iso made no disc: the catalog differs from its audit log, first at {difference}; "
-                    "see every difference with: avlog audit verify"
-                ),
-            )
-        report.selected = select(ctx, case=case, flag_reason=flag_reason, clips=clips, evidence_for=evidence_for)
+        with ctx.catalog.snapshot():  # the check and the selection read the catalog at one moment
+            if not dry_run:
+                require_agreement(
+                    ctx.catalog.db,
+                    _(
+                        "burn-iso made no disc: the catalog differs from its audit log, first at {difference}; "
+                        "see every difference with: avlog audit verify"
+                    ),
+                )
+            report.selected = select(ctx, case=case, flag_reason=flag_reason, clips=clips, evidence_for=evidence_for)
         by_id = {s.clip["id"]: s for s in report.selected}
         paths = _paths(report.selected)
         the_plan = plan(

@@ -14,7 +14,10 @@ and unless it is a dry run applies the decisions:
   clip still uses that content (content shared by two clips stays until both may go).
 
 A crash between the commit and the removal leaves a purged clip whose object is still there; every
-run first removes the objects of purged clips that no stored clip needs, so a re-run converges.
+run removes the objects of purged clips that no stored clip needs, so a re-run converges. The decisions
+and the tombstones are one transaction that first checks the catalog against its log, and the files are
+removed in another that checks it again (:mod:`avlog.store.journal`): no row changed behind avlog's back
+decides what is purged or removed.
 Two sweeps never overlap: a run that changes the store holds ``STORE/tmp/retention.lock``.
 """
 
@@ -354,56 +357,57 @@ def _object_unneeded(ctx: Context, blake3: str) -> bool:
     return ctx.catalog.one("SELECT 1 FROM clips WHERE blake3 = ? AND state = 'stored' LIMIT 1", [blake3]) is None
 
 
-def _remove_object(ctx: Context, blake3: str, size: int, report: SweepReport) -> None:
-    """Remove an object no stored clip uses, holding the catalog's write lock so no clip of it can appear."""
-    with ctx.catalog.change():
-        if not _object_unneeded(ctx, blake3) or not ctx.objects.exists(blake3):
-            return
-        ctx.objects.remove(blake3)
-    report.removed_objects.append(blake3)
-    report.freed_bytes += size
+def _remove_unneeded(ctx: Context, report: SweepReport) -> None:
+    """Remove the object files that only purged clips name: those purged now, and those a sweep that stopped
+    after its commit left behind.
 
-
-def _remove_leftovers(ctx: Context, report: SweepReport) -> None:
-    """Objects of purged clips that no stored clip needs: left by a sweep that stopped after its commit."""
+    One transaction holds the catalog's write lock while the catalog is checked against its log and each file
+    is removed, so no clip of that content can appear, and no row changed behind avlog's back (a clip set to
+    ``purged`` in SQLite) can have its recording deleted. The transaction writes nothing: the tombstones were
+    committed before, so a crash here leaves only files that the next sweep removes.
+    """
     rows = ctx.catalog.query(
         "SELECT DISTINCT p.blake3, p.size FROM clips p WHERE p.state = 'purged' AND NOT EXISTS "
         "(SELECT 1 FROM clips s WHERE s.blake3 = p.blake3 AND s.state = 'stored') ORDER BY p.blake3"
     )
-    for r in rows:
-        if ctx.objects.exists(r["blake3"]):
-            _remove_object(ctx, r["blake3"], r["size"], report)
-
-
-def _purge_one(ctx: Context, clip: Row, policy: Policy, now: datetime, report: SweepReport) -> None:
-    tz = ctx.settings.tz
+    present = [r for r in rows if ctx.objects.exists(r["blake3"])]
+    if not present:
+        return
     with ctx.catalog.change():
-        # Re-check in the same transaction: a flag, case or hold placed since the sweep looked wins.
-        (fresh, facts), *_rest = load_facts(ctx, clip["id"])
-        decision = decide(facts, policy, now, tz)
-        if not isinstance(decision, Purge):
-            _count(report, decision, fresh)
-            return
-        at = to_db(now)
-        reason = _purge_reason(facts, policy, ctx)
-        ctx.catalog.update(
-            "clips", fresh["id"], {"state": PURGED, "purged_at": at, "purge_reason": reason}, where="state = 'stored'"
+        require_agreement(
+            ctx.catalog.db,
+            _(
+                "the retention sweep removed no recording: the catalog differs from its audit log, first at "
+                "{difference}; see every difference with: avlog audit verify"
+            ),
         )
-        ctx.catalog.audit(
-            "clip.purge",
-            f"clip:{fresh['id']}",
-            {
-                "blake3": fresh["blake3"],
-                "sha256": fresh["sha256"],
-                "size": fresh["size"],
-                "due_since": fresh["due_since"],
-                "reason": reason,
-            },
-            at=at,
-        )
-    report.purged.append({**fresh, "state": PURGED, "purged_at": at, "purge_reason": reason})
-    if _object_unneeded(ctx, fresh["blake3"]):
-        _remove_object(ctx, fresh["blake3"], fresh["size"], report)
+        for r in present:
+            if not _object_unneeded(ctx, r["blake3"]) or not ctx.objects.exists(r["blake3"]):
+                continue
+            ctx.objects.remove(r["blake3"])
+            report.removed_objects.append(r["blake3"])
+            report.freed_bytes += r["size"]
+
+
+def _tombstone(ctx: Context, clip: Row, facts: ClipFacts, policy: Policy, at: str, report: SweepReport) -> None:
+    """Write a purged clip's tombstone and its ``clip.purge`` entry, inside the sweep's transaction."""
+    reason = _purge_reason(facts, policy, ctx)
+    ctx.catalog.update(
+        "clips", clip["id"], {"state": PURGED, "purged_at": at, "purge_reason": reason}, where="state = 'stored'"
+    )
+    ctx.catalog.audit(
+        "clip.purge",
+        f"clip:{clip['id']}",
+        {
+            "blake3": clip["blake3"],
+            "sha256": clip["sha256"],
+            "size": clip["size"],
+            "due_since": clip["due_since"],
+            "reason": reason,
+        },
+        at=at,
+    )
+    report.purged.append({**clip, "state": PURGED, "purged_at": at, "purge_reason": reason})
 
 
 def _count(report: SweepReport, decision: Decision, clip: Row) -> None:
@@ -430,7 +434,48 @@ def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> Swee
     if dry_run:
         return _decide_all(ctx, (as_of or ctx.clock()).astimezone(UTC), dry_run=True, preview=as_of is not None)
     with sweep_lock(ctx):
-        # The decisions below read the tables; a row changed behind avlog's back (a flag deleted) must not decide.
+        return _sweep_now(ctx, ctx.clock().astimezone(UTC))
+
+
+def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) -> SweepReport:
+    """A dry run: decide every clip and say what a sweep at ``now`` would do, changing nothing."""
+    policy = policy_of(ctx)
+    first_sweep = ctx.clock().astimezone(UTC)  # the earliest a real sweep can still mark a clip due
+    report = SweepReport(now=now, dry_run=dry_run)
+    purge_ids: list[int] = []
+    to_mark: list[Row] = []
+    to_rescue: list[Row] = []
+    still_needed: set[str] = set()  # contents of stored clips that stay
+    with _collector_paused(), ctx.catalog.snapshot():
+        _decide_each(ctx, report, policy, now, first_sweep, preview, purge_ids, to_mark, to_rescue, still_needed)
+        to_purge = _rows(ctx, purge_ids)
+    report.newly_due = [c["id"] for c in to_mark]
+    report.rescued = [c["id"] for c in to_rescue]
+    _preview_purges(ctx, to_purge, still_needed, report)
+    return report
+
+
+def _sweep_now(ctx: Context, now: datetime) -> SweepReport:
+    """A real sweep. Its decisions and writes are one transaction, which first checks the catalog against its
+    log: no row can change between the check and what the sweep does with it (a flag deleted meanwhile, or
+    while the sweep waited for the catalog, cannot let its clip be purged)."""
+    policy = policy_of(ctx)
+    report = SweepReport(now=now, dry_run=False)
+    # A first look, only to re-hash the objects about to be purged before the write lock is taken: that reads
+    # gigabytes, and an object never changes under its name. What is purged is decided again below.
+    look, ids = SweepReport(now=now, dry_run=True), list[int]()
+    with _collector_paused(), ctx.catalog.snapshot():
+        _decide_each(ctx, look, policy, now, now, False, ids, [], [], set())
+        candidates = _rows(ctx, ids)
+    checked: dict[str, str | None] = {}
+    for clip in candidates:
+        if clip["blake3"] not in checked:
+            checked[clip["blake3"]] = ctx.objects.check(clip["blake3"], clip["size"], clip["sha256"])
+    at = to_db(now)
+    purge_ids: list[int] = []
+    to_mark: list[Row] = []
+    to_rescue: list[Row] = []
+    with ctx.catalog.change():
         require_agreement(
             ctx.catalog.db,
             _(
@@ -438,50 +483,28 @@ def sweep(ctx: Context, *, dry_run: bool, as_of: datetime | None = None) -> Swee
                 "see every difference with: avlog audit verify"
             ),
         )
-        return _decide_all(ctx, ctx.clock().astimezone(UTC), dry_run=False, preview=False)
-
-
-def _decide_all(ctx: Context, now: datetime, *, dry_run: bool, preview: bool) -> SweepReport:
-    policy = policy_of(ctx)
-    first_sweep = ctx.clock().astimezone(UTC)  # the earliest a real sweep can still mark a clip due
-    report = SweepReport(now=now, dry_run=dry_run)
-    if not dry_run:
-        _remove_leftovers(ctx, report)
-    purge_ids: list[int] = []
-    to_mark: list[Row] = []
-    to_rescue: list[Row] = []
-    still_needed: set[str] = set()  # contents of stored clips that stay
-    with _collector_paused():
-        _decide_each(ctx, report, policy, now, first_sweep, preview, purge_ids, to_mark, to_rescue, still_needed)
-        to_purge = _rows(ctx, purge_ids)
-    if dry_run:
-        report.newly_due = [c["id"] for c in to_mark]
-        report.rescued = [c["id"] for c in to_rescue]
-        _preview_purges(ctx, to_purge, still_needed, report)
-        return report
-    if to_mark or to_rescue:
-        at = to_db(now)
-        with ctx.catalog.change():
-            for clip in to_mark:
-                ctx.catalog.update("clips", clip["id"], {"due_since": at}, where="due_since IS NULL")
-                ctx.catalog.audit("clip.due", f"clip:{clip['id']}", {"due_since": at}, at=at)
-            for clip in to_rescue:
-                ctx.catalog.update("clips", clip["id"], {"due_since": None})
-                ctx.catalog.audit("clip.rescued", f"clip:{clip['id']}", {"was_due_since": clip["due_since"]}, at=at)
-        report.newly_due = [c["id"] for c in to_mark]
-        report.rescued = [c["id"] for c in to_rescue]
-    checked: dict[str, str | None] = {}
-    for clip in to_purge:
-        key = clip["blake3"]
-        if key not in checked:
-            checked[key] = ctx.objects.check(key, clip["size"], clip["sha256"])
-        problem = checked[key]
-        if problem is not None:
-            report.problems.append(Problem(clip["id"], key, problem))
-            continue
-        _purge_one(ctx, clip, policy, now, report)
+        with _collector_paused():
+            _decide_each(ctx, report, policy, now, now, False, purge_ids, to_mark, to_rescue, set())
+        for clip in to_mark:
+            ctx.catalog.update("clips", clip["id"], {"due_since": at}, where="due_since IS NULL")
+            ctx.catalog.audit("clip.due", f"clip:{clip['id']}", {"due_since": at}, at=at)
+        for clip in to_rescue:
+            ctx.catalog.update("clips", clip["id"], {"due_since": None})
+            ctx.catalog.audit("clip.rescued", f"clip:{clip['id']}", {"was_due_since": clip["due_since"]}, at=at)
+        for row, facts in load_facts_for(ctx, _rows(ctx, purge_ids)):
+            key = row["blake3"]
+            if key not in checked:  # released since the first look: checked now, under the lock
+                checked[key] = ctx.objects.check(key, row["size"], row["sha256"])
+            problem = checked[key]
+            if problem is not None:
+                report.problems.append(Problem(row["id"], key, problem))
+                continue
+            _tombstone(ctx, row, facts, policy, at, report)
+    report.newly_due = [c["id"] for c in to_mark]
+    report.rescued = [c["id"] for c in to_rescue]
+    _remove_unneeded(ctx, report)
     with ctx.catalog.change():
-        ctx.catalog.audit("retention.sweep", "store", report.counts(), at=to_db(now))
+        ctx.catalog.audit("retention.sweep", "store", report.counts(), at=at)
     return report
 
 

@@ -127,7 +127,7 @@ def from_json(data: Any, source: str) -> Anchor | None:
     if not isinstance(data, dict):
         return None
     seq, digest = data.get("seq"), data.get("hash")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1 or not isinstance(digest, str):
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq < 1 << 62 or not isinstance(digest, str):
         return None
     if not _HEX64.match(digest):
         return None
@@ -157,7 +157,7 @@ def read_file(path: Path) -> tuple[list[Anchor], list[str]]:
             continue
         try:
             found = from_json(json.loads(raw), f"{path}:{number}")
-        except ValueError:
+        except (ValueError, RecursionError):
             found = None
         if found is None:
             bad.append(f"{path}:{number}")
@@ -174,7 +174,7 @@ def from_disc_tags(tags: dict[str, bytes], source: str) -> Anchor | None:
     try:
         doc = json.loads(text)
         found = doc.get("disc", {}).get("audit_head")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return from_json(found, source)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +54,8 @@ def entry_hash(
     if login is not None:
         fields.append(login)
     material = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+    # surrogateescape: a column read with raw_text() hashes as the bytes it holds
+    return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def append(
@@ -108,9 +110,10 @@ def _columns(db: Database) -> str:
     return f"seq, at, actor, action, subject, details, prev_hash, hash, {login}"
 
 
-def iter_entries(db: Database, since: int = 0) -> Iterator[dict[str, Any]]:
-    """Entries in sequence order, from ``since + 1`` on."""
-    cursor = db.execute(f"SELECT {_columns(db)} FROM audit WHERE seq > ? ORDER BY seq", [since])
+def iter_entries(db: Database, since: int | None = None) -> Iterator[dict[str, Any]]:
+    """Entries in sequence order: every row of the table, or those after ``since``."""
+    where, params = ("", []) if since is None else ("WHERE seq > ?", [since])
+    cursor = db.execute(f"SELECT {_columns(db)} FROM audit {where} ORDER BY seq", params)
     cols = [c[0] for c in cursor.description]
     for row in cursor:
         yield dict(zip(cols, row, strict=True))
@@ -122,15 +125,37 @@ def head(db: Database) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
 
+@contextmanager
+def raw_text(db: Database) -> Iterator[None]:
+    """Read text columns as they are stored, bytes that are not UTF-8 kept as surrogates (so a tampered
+    column is checked and reported, never an error of the reading); the connection's own reading after."""
+    before = db.conn.text_factory
+    db.conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+    try:
+        yield
+    finally:
+        db.conn.text_factory = before
+
+
 def verify_chain(db: Database) -> ChainReport:
     """Walk the whole chain; report the first entry whose link or hash is wrong."""
+    with raw_text(db):
+        return _verify_chain(db)
+
+
+def _verify_chain(db: Database) -> ChainReport:
     prev = GENESIS
     expected_seq = 1
     count = 0
-    for row in iter_entries(db):
+    texts = ("at", "actor", "action", "subject", "details", "prev_hash", "hash")
+    for row in iter_entries(db):  # every row, a planted seq 0 or below included
         count += 1
+        if not isinstance(row["seq"], int) or row["seq"] < expected_seq:
+            return ChainReport(count, prev, ChainBreak(row["seq"], _("it is numbered before the first entry")))
         if row["seq"] != expected_seq:
             return ChainReport(count, prev, ChainBreak(row["seq"], _("entry {n} is missing").format(n=expected_seq)))
+        if not all(isinstance(row[k], str) for k in texts) or not isinstance(row["login"], str | None):
+            return ChainReport(count, prev, ChainBreak(row["seq"], _("its fields are not text")))
         if row["prev_hash"] != prev:
             return ChainReport(count, prev, ChainBreak(row["seq"], _("it does not link to the entry before it")))
         digest = entry_hash(

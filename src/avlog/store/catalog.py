@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -56,22 +57,34 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
-def _connect(path: Path) -> tuple[sqlite3.Connection, bool]:
-    """A connection to the catalog and whether it is read-only.
+def _connect(path: Path) -> tuple[sqlite3.Connection, bool, tempfile.TemporaryDirectory[str] | None]:
+    """A connection to the catalog, whether it is read-only, and the temporary copy it reads, if any.
 
-    A writable store is opened as usual. A read-only one is opened ``mode=ro`` when its WAL files exist,
-    else ``immutable=1`` (WAL needs its shared-memory file even to read, and nothing can create it there;
-    with no WAL file every committed change is in the main file).
+    A writable store is opened as usual. A read-only one is opened ``immutable=1`` when it has no WAL file
+    (every committed change is then in the main file; WAL would need its shared-memory file even to read,
+    and nothing can create one there), else ``mode=ro`` with the WAL files beside it. When that cannot be
+    opened either (a WAL file restored without its ``-shm``), the catalog and its WAL are read from a copy
+    in a temporary folder, where SQLite can take the WAL in.
     """
     if _writable(path.parent):
-        return sqlite3.connect(path, timeout=30), False
+        return sqlite3.connect(path, timeout=30), False, None
     wal = path.with_name(path.name + "-wal")
     try:
         pending = wal.stat().st_size > 0
     except FileNotFoundError:
         pending = False
-    mode = "mode=ro" if pending else "immutable=1"
-    return sqlite3.connect(f"{path.absolute().as_uri()}?{mode}", uri=True, timeout=30), True
+    if not pending:
+        return sqlite3.connect(f"{path.absolute().as_uri()}?immutable=1", uri=True, timeout=30), True, None
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn, True, None
+    except sqlite3.OperationalError:
+        conn.close()
+    copy = tempfile.TemporaryDirectory(prefix="avlog-catalog-")
+    shutil.copyfile(path, Path(copy.name) / path.name)
+    shutil.copyfile(wal, Path(copy.name) / wal.name)
+    return sqlite3.connect(Path(copy.name) / path.name, timeout=30), True, copy
 
 
 def _is_disk_full(exc: sqlite3.Error) -> bool:
@@ -93,8 +106,9 @@ class Catalog:
         self.clock = clock
         self._writes: list[list[Any]] = []  # rows written since the last entry, for the next one
         self._counted = 0  # rows changed in this transaction that an entry accounts for
+        self._copy: tempfile.TemporaryDirectory[str] | None = None  # a read-only catalog read from a copy
         try:
-            conn, self.read_only = _connect(path)
+            conn, self.read_only, self._copy = _connect(path)
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")
             self.db.execute("PRAGMA busy_timeout = 30000")
@@ -122,6 +136,8 @@ class Catalog:
 
     def close(self) -> None:
         self.db.close()
+        if self._copy is not None:
+            self._copy.cleanup()
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -159,6 +175,20 @@ class Catalog:
                 raise DiskFull(_("the store's disk is full ({path})").format(path=self.path.parent)) from exc
             raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Database]:
+        """A read transaction: every query inside sees the catalog at one moment (WAL), whatever others commit
+        meanwhile. Inside ``change()`` already, that transaction is the moment."""
+        if self.db.conn.in_transaction:
+            yield self.db
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            if self.db.conn.in_transaction:
+                self.db.execute("COMMIT")
+
     def audit(self, action: str, subject: str, details: dict[str, Any], *, at: str | None = None) -> int:
         """Append an entry describing the change, with the rows written since the previous entry."""
         rows, self._writes = self._writes, []
@@ -193,6 +223,10 @@ class Catalog:
             list(row.values()),
         )
         if cursor.rowcount == 0:
+            if not or_ignore:  # a trigger that swallows inserts (RAISE(IGNORE)) must never look like a write
+                raise StoreError(
+                    _("the catalog did not take a row of {table}: its schema was changed").format(table=table)
+                )
             return None
         key = row.get(pk, cursor.lastrowid)
         stored = self.db.conn.execute(f"SELECT * FROM [{table}] WHERE [{pk}] = ?", [key])
@@ -216,6 +250,10 @@ class Catalog:
         )
         if cursor.rowcount == 0:
             return False
+        if cursor.rowcount != 1:
+            raise StoreError(
+                _("the catalog changed more than one row of {table}: its schema was changed").format(table=table)
+            )
         self._writes.append(["update", table, {pk: key, **values}])
         self._counted += 1
         return True
@@ -376,8 +414,9 @@ class Catalog:
     def live_objects(self) -> list[Row]:
         """Objects that some stored (not purged) clip still needs."""
         return self.query(
-            "SELECT o.* FROM objects o WHERE EXISTS "
-            "(SELECT 1 FROM clips c WHERE c.blake3 = o.blake3 AND c.state = 'stored') ORDER BY o.blake3"
+            # IN, not a correlated EXISTS: SQLite would answer EXISTS through the state index, once per object.
+            "SELECT o.* FROM objects o WHERE o.blake3 IN "
+            "(SELECT c.blake3 FROM clips c WHERE c.state = 'stored') ORDER BY o.blake3"
         )
 
     def record_verification(self, results: dict[str, str | None], summary: dict[str, Any]) -> None:

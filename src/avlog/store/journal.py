@@ -40,7 +40,7 @@ from sqlite_utils import Database
 
 from avlog.errors import IntegrityError
 from avlog.i18n import _
-from avlog.store.audit import append, iter_entries
+from avlog.store.audit import append, iter_entries, raw_text
 
 Row = dict[str, Any]
 
@@ -89,7 +89,10 @@ class Difference:
 
     ``kind``: ``missing`` (the log wrote the row, the table lacks it), ``unexpected`` (the table holds a row
     no entry wrote), ``changed`` (``column`` differs), ``entry`` (an entry that cannot be applied: it writes
-    a row twice or updates one never written) or ``contradiction`` (found when the store's journal began).
+    a row twice or updates one never written), ``contradiction`` (found when the store's journal began),
+    ``schema`` (a table, column, index, trigger or view that avlog did not make, or one it made that is gone)
+    or ``integrity`` (SQLite's own ``integrity_check`` finds the file inconsistent, such as an index that no
+    longer lists every row: the queries that decide retention would not see what the tables hold).
     """
 
     kind: str
@@ -128,6 +131,10 @@ class Difference:
                 logged=json.dumps(self.log_value, ensure_ascii=False),
                 entry=self.entry,
             )
+        if self.kind == "schema":
+            return _("the catalog's schema is not avlog's: {detail}").format(detail=self.detail)
+        if self.kind == "integrity":
+            return _("SQLite finds the catalog file inconsistent: {detail}").format(detail=self.detail)
         if self.kind == "entry":
             return _("entry {entry} cannot be applied to {row}: {detail}").format(
                 entry=self.entry, row=row, detail=self.detail
@@ -160,6 +167,7 @@ def _scratch() -> Database:
 
     db = Database(sqlite3.connect(""))
     migrate(db)
+    EXPECTED_SCHEMA.setdefault("schema", schema_of(db))
     # Only the primary keys stay: the other indexes speed up avlog's queries, not a replay, and a row
     # written twice under two keys shows as a difference anyway.
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
@@ -173,49 +181,158 @@ def _scratch() -> Database:
     return db
 
 
-def journal_start(db: Database) -> int:
-    """The sequence number from which entries carry their rows: the ``catalog.journal`` entry that began the
-    journal of an older store (its baseline follows it), else 1."""
-    row = db.execute("SELECT MIN(seq) FROM audit WHERE action = ?", [JOURNAL]).fetchone()
-    return int(row[0]) if row and row[0] is not None else 1
+def schema_of(db: Database) -> dict[str, Any]:
+    """What a catalog's schema is made of, in a form that does not depend on how its SQL was spelled: each
+    table's columns, each index's table, uniqueness, partiality and columns, each trigger's and view's SQL."""
+    found: dict[str, Any] = {}
+    conn = db.conn
+    for kind, name, sql in conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"):
+        if kind == "table":
+            found[f"table {name}"] = [tuple(r[1:]) for r in conn.execute(f"PRAGMA table_info([{name}])")]
+            for _seq, index, unique, _origin, partial in conn.execute(f"PRAGMA index_list([{name}])"):
+                if not str(index).startswith("sqlite_"):
+                    columns = [r[2] for r in conn.execute(f"PRAGMA index_info([{index}])")]
+                    found[f"index {index}"] = (name, unique, partial, columns)
+        elif kind in ("trigger", "view"):
+            found[f"{kind} {name}"] = " ".join(str(sql).split())
+        elif kind == "index" and sql is not None and f"index {name}" not in found:
+            found[f"index {name}"] = ("?", None, None, " ".join(str(sql).split()))
+    return found
 
 
-def replay(db: Database, *, progress: Callable[[int], None] | None = None) -> Rebuild:
-    """Apply every entry's rows, from the journal's start, to an empty catalog."""
+#: The schema the steps make, filled by the first scratch catalog (same code, same steps).
+EXPECTED_SCHEMA: dict[str, dict[str, Any]] = {}
+
+
+def schema_differences(db: Database) -> list[Difference]:
+    """Tables, indexes, triggers and views that differ from what avlog's steps make (a trigger that swallows
+    inserts, an audit trigger dropped, an index redefined), then SQLite's own integrity check of the file."""
+    if "schema" not in EXPECTED_SCHEMA:
+        _scratch().close()
+    expected, actual = EXPECTED_SCHEMA["schema"], schema_of(db)
+    found = []
+    for name in sorted(set(expected) | set(actual)):
+        if name not in actual:
+            found.append(Difference("schema", "catalog", name, detail=_("{name} is missing").format(name=name)))
+        elif name not in expected:
+            found.append(Difference("schema", "catalog", name, detail=_("{name} was added").format(name=name)))
+        elif actual[name] != expected[name]:
+            found.append(Difference("schema", "catalog", name, detail=_("{name} was changed").format(name=name)))
+    for (message,) in db.conn.execute("PRAGMA integrity_check(20)"):
+        if message != "ok":
+            found.append(Difference("integrity", "catalog", None, detail=str(message)))
+    return found
+
+
+def journal_start(db: Database) -> tuple[int, list[Difference]]:
+    """Where entries begin to carry their rows, and the entries that pretend to begin a journal.
+
+    A store made by a version with the journal has it from entry 1. An older store began it with step 0005:
+    its ``catalog.migrate`` entry for ``0005_journal`` follows one ``catalog.journal`` entry and the
+    ``catalog.baseline`` entries between them. Any other ``catalog.journal`` or ``catalog.baseline`` entry
+    was not written by that step (anyone can append a well-hashed entry): it is reported, and its rows are
+    replayed like any other, so a baseline that leaves rows out cannot make them vanish.
+    """
+    marks = list(
+        db.execute(
+            "SELECT seq, action, details FROM audit WHERE action IN (?, ?, 'catalog.migrate') ORDER BY seq",
+            [JOURNAL, BASELINE],
+        )
+    )
+    step = next(
+        (seq for seq, action, details in marks if action == "catalog.migrate" and '"0005_journal"' in details), None
+    )
+    start, legitimate = 1, set()
+    if step is not None:
+        before = [(seq, action) for seq, action, _d in marks if seq < step and action in (JOURNAL, BASELINE)]
+        journals = [seq for seq, action in before if action == JOURNAL]
+        if journals:
+            start = journals[-1]
+            between = [seq for seq, _a in before if seq > start]
+            if between == list(range(start + 1, step)):  # nothing else between the journal entry and the step
+                legitimate = {start, *between}
+            else:
+                start = 1
+    forged = [
+        Difference(
+            "entry", "audit", seq, entry=seq, detail=_("it claims to begin the journal, which step 0005 did not write")
+        )
+        for seq, action, _d in marks
+        if action in (JOURNAL, BASELINE) and seq not in legitimate
+    ]
+    return start, forged
+
+
+#: Values a journaled column may hold (what SQLite stores as INTEGER, REAL, TEXT or NULL).
+_INT_RANGE = (-(1 << 63), (1 << 63) - 1)
+
+
+def _value_ok(value: Any) -> bool:
+    if value is None or isinstance(value, str | float) and not isinstance(value, bool):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and _INT_RANGE[0] <= value <= _INT_RANGE[1]
+
+
+def replay(db: Database, *, limit: int | None = None, progress: Callable[[int], None] | None = None) -> Rebuild:
+    """Apply every entry's rows, from the journal's start, to an empty catalog. At most ``limit`` problems are
+    kept (the rest are counted in one more)."""
     scratch = _scratch()
-    problems: list[Difference] = []
     columns = {name: {c.name for c in scratch.table(name).columns} - {_SEQ} for name in TABLES}
-    start = journal_start(db)
-    count = 0
+    start, problems = journal_start(db)
+    count = dropped = 0
     statements: dict[tuple[Any, ...], str | Difference] = {}
+
+    def note(problem: Difference | None) -> None:
+        nonlocal dropped
+        if problem is None:
+            return
+        if limit is not None and len(problems) >= limit:
+            dropped += 1
+        else:
+            problems.append(problem)
+
     scratch.conn.execute("BEGIN")
     for entry in iter_entries(db, since=start - 1):
         count += 1
         seq = entry["seq"]
         try:
             details = json.loads(entry["details"])
-        except ValueError:
-            problems.append(Difference("entry", "audit", seq, entry=seq, detail=_("its details are not JSON")))
+        except (ValueError, TypeError, RecursionError):
+            note(Difference("entry", "audit", seq, entry=seq, detail=_("its details are not JSON")))
+            continue
+        if not isinstance(details, dict):
+            note(Difference("entry", "audit", seq, entry=seq, detail=_("its details are not a JSON object")))
             continue
         if entry["action"] == JOURNAL:
-            problems += _contradictions(details, seq)
-        for op in (details.get("rows") if isinstance(details, dict) else None) or []:
-            problem = _apply(scratch.conn, columns, seq, op, statements)
-            if problem is not None:
-                problems.append(problem)
+            for problem in _contradictions(details, seq):
+                note(problem)
+        rows = details.get("rows", [])
+        if not isinstance(rows, list):
+            note(Difference("entry", "audit", seq, entry=seq, detail=_("its rows are not a list")))
+            continue
+        for op in rows:
+            note(_apply(scratch.conn, columns, seq, op, statements))
         if progress is not None:
             progress(1)
     scratch.conn.execute("COMMIT")
+    if dropped:
+        problems.append(
+            Difference(
+                "entry", "audit", None, detail=_("{n} more entries cannot be applied (not listed)").format(n=dropped)
+            )
+        )
     return Rebuild(scratch, count, problems)
 
 
 def _contradictions(details: Row, seq: int) -> list[Difference]:
     listed = details.get("contradictions") or []
     found = [
-        Difference("contradiction", str(c.get("table")), c.get("key"), entry=seq, detail=c.get("detail"))
+        Difference("contradiction", str(c.get("table")), c.get("key"), entry=seq, detail=str(c.get("detail")))
         for c in listed
+        if isinstance(c, dict)
     ]
-    unlisted = int(details.get("contradictions_total") or 0) - len(listed)
+    total = details.get("contradictions_total")
+    unlisted = (total if isinstance(total, int) and not isinstance(total, bool) else 0) - len(listed)
     if unlisted > 0:
         detail = _("{n} more contradictions were counted and not listed").format(n=unlisted)
         found.append(Difference("contradiction", "catalog", None, entry=seq, detail=detail))
@@ -231,13 +348,17 @@ def _apply(
 ) -> Difference | None:
     """Apply one row of an entry; a :class:`Difference` when it cannot be applied. ``statements`` caches the SQL
     of each (operation, table, columns) once it has been checked (a store writes a few dozen shapes of row)."""
-    try:
-        kind, table, values = op
-        spec = TABLES[table]
-        key = values[spec.pk]
-        names = tuple(values)
-    except (ValueError, TypeError, KeyError):
-        return Difference("entry", "?", None, entry=seq, detail=_("a row it lists is not of the journal's form"))
+    shapeless = Difference("entry", "audit", seq, entry=seq, detail=_("a row it lists is not of the journal's form"))
+    if not isinstance(op, list) or len(op) != 3:
+        return shapeless
+    kind, table, values = op
+    if not isinstance(kind, str) or not isinstance(table, str) or table not in TABLES or not isinstance(values, dict):
+        return shapeless
+    spec = TABLES[table]
+    key = values.get(spec.pk)
+    if key is None or not all(isinstance(n, str) for n in values) or not all(_value_ok(v) for v in values.values()):
+        return shapeless
+    names = tuple(values)
     shape = (kind, table, names)
     sql = statements.get(shape)
     if sql is None:
@@ -252,7 +373,10 @@ def _apply(
             return Difference("entry", table, key, entry=seq, detail=_("it changes a row no entry wrote"))
         return None
     except sqlite3.IntegrityError as exc:
-        reason = _("it writes a row twice ({reason})").format(reason=exc)
+        if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+            reason = _("it writes a row twice ({reason})").format(reason=exc)
+        else:
+            reason = _("its row cannot be written ({reason})").format(reason=exc)
         return Difference("entry", table, key, entry=seq, detail=reason)
 
 
@@ -282,6 +406,18 @@ def _rows(db: Database, table: str, cols: list[str], extra: str = "") -> Iterato
     return iter(db.conn.execute(f"SELECT {select} FROM [{table}] ORDER BY [{pk}]"))
 
 
+def _order(value: Any) -> tuple[int, Any]:
+    """SQLite's order of keys: NULL, then numbers, then text, then blobs (a key of the wrong type is a
+    difference to report, never an error of the comparison)."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, bytes(value))
+
+
 def compare(db: Database, rebuild: Rebuild, *, limit: int | None = None) -> list[Difference]:
     """Every row that differs between the real tables and the rebuild (at most ``limit``), table by table."""
     found = list(rebuild.problems)
@@ -293,11 +429,11 @@ def compare(db: Database, rebuild: Rebuild, *, limit: int | None = None) -> list
         while a is not None or b is not None:
             if limit is not None and len(found) >= limit:
                 return found
-            if b is None or (a is not None and a[0] < b[0]):
+            if b is None or (a is not None and _order(a[0]) < _order(b[0])):
                 assert a is not None
                 found.append(Difference("unexpected", table, a[0]))
                 a = next(real, None)
-            elif a is None or b[0] < a[0]:
+            elif a is None or _order(b[0]) < _order(a[0]):
                 found.append(Difference("missing", table, b[0], entry=b[-1]))
                 b = next(logged, None)
             else:
@@ -311,12 +447,17 @@ def compare(db: Database, rebuild: Rebuild, *, limit: int | None = None) -> list
 
 
 def check(db: Database, *, limit: int | None = None) -> list[Difference]:
-    """Replay the log and compare it with the tables: the differences (empty when they agree)."""
-    rebuild = replay(db)
-    try:
-        return compare(db, rebuild, limit=limit)
-    finally:
-        rebuild.close()
+    """Check the schema and the file, replay the log and compare it with the tables: the differences (empty
+    when they agree). Run it inside one transaction of the caller (:meth:`Catalog.snapshot` or ``change()``)
+    so that the log and the tables are read as one moment: a change committed meanwhile is neither a false
+    alarm nor a gap between the check and what the caller then does."""
+    with raw_text(db):
+        found = schema_differences(db)
+        rebuild = replay(db, limit=limit)
+        try:
+            return found + compare(db, rebuild, limit=None if limit is None else max(limit - len(found), 1))
+        finally:
+            rebuild.close()
 
 
 def require_agreement(db: Database, refusal: str) -> None:

@@ -40,7 +40,7 @@ from sqlite_utils import Database
 
 from avlog.errors import IntegrityError
 from avlog.i18n import _
-from avlog.store.audit import append, iter_entries, raw_text
+from avlog.store.audit import append, iter_entries, tolerant
 
 Row = dict[str, Any]
 
@@ -451,13 +451,16 @@ def check(db: Database, *, limit: int | None = None) -> list[Difference]:
     when they agree). Run it inside one transaction of the caller (:meth:`Catalog.snapshot` or ``change()``)
     so that the log and the tables are read as one moment: a change committed meanwhile is neither a false
     alarm nor a gap between the check and what the caller then does."""
-    with raw_text(db):
+
+    def run() -> list[Difference]:
         found = schema_differences(db)
         rebuild = replay(db, limit=limit)
         try:
             return found + compare(db, rebuild, limit=None if limit is None else max(limit - len(found), 1))
         finally:
             rebuild.close()
+
+    return tolerant(db, run)
 
 
 def require_agreement(db: Database, refusal: str) -> None:

@@ -30,9 +30,10 @@ same content.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +168,6 @@ def _scratch() -> Database:
 
     db = Database(sqlite3.connect(""))
     migrate(db)
-    EXPECTED_SCHEMA.setdefault("schema", schema_of(db))
     # Only the primary keys stay: the other indexes speed up avlog's queries, not a replay, and a row
     # written twice under two keys shows as a difference anyway.
     for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").fetchall():
@@ -195,21 +195,26 @@ def schema_of(db: Database) -> dict[str, Any]:
                     found[f"index {index}"] = (name, unique, partial, columns)
         elif kind in ("trigger", "view"):
             found[f"{kind} {name}"] = " ".join(str(sql).split())
-        elif kind == "index" and sql is not None and f"index {name}" not in found:
-            found[f"index {name}"] = ("?", None, None, " ".join(str(sql).split()))
-    return found
+    return found  # every index belongs to a table and is listed with it
 
 
-#: The schema the steps make, filled by the first scratch catalog (same code, same steps).
-EXPECTED_SCHEMA: dict[str, dict[str, Any]] = {}
+@functools.cache
+def expected_schema() -> dict[str, Any]:
+    """The schema avlog's steps make, read once from an empty catalog they build in memory."""
+    from avlog.store.migrations import migrate
+
+    db = Database(sqlite3.connect(":memory:"))
+    try:
+        migrate(db)
+        return schema_of(db)
+    finally:
+        db.close()
 
 
 def schema_differences(db: Database) -> list[Difference]:
     """Tables, indexes, triggers and views that differ from what avlog's steps make (a trigger that swallows
     inserts, an audit trigger dropped, an index redefined), then SQLite's own integrity check of the file."""
-    if "schema" not in EXPECTED_SCHEMA:
-        _scratch().close()
-    expected, actual = EXPECTED_SCHEMA["schema"], schema_of(db)
+    expected, actual = expected_schema(), schema_of(db)
     found = []
     for name in sorted(set(expected) | set(actual)):
         if name not in actual:
@@ -273,7 +278,7 @@ def _value_ok(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and _INT_RANGE[0] <= value <= _INT_RANGE[1]
 
 
-def replay(db: Database, *, limit: int | None = None, progress: Callable[[int], None] | None = None) -> Rebuild:
+def replay(db: Database, *, limit: int | None = None) -> Rebuild:
     """Apply every entry's rows, from the journal's start, to an empty catalog. At most ``limit`` problems are
     kept (the rest are counted in one more)."""
     scratch = _scratch()
@@ -312,8 +317,6 @@ def replay(db: Database, *, limit: int | None = None, progress: Callable[[int], 
             continue
         for op in rows:
             note(_apply(scratch.conn, columns, seq, op, statements))
-        if progress is not None:
-            progress(1)
     scratch.conn.execute("COMMIT")
     if dropped:
         problems.append(
@@ -339,6 +342,10 @@ def _contradictions(details: Row, seq: int) -> list[Difference]:
     return found
 
 
+def _shapeless(seq: int) -> Difference:
+    return Difference("entry", "audit", seq, entry=seq, detail=_("a row it lists is not of the journal's form"))
+
+
 def _apply(
     conn: sqlite3.Connection,
     columns: dict[str, set[str]],
@@ -348,16 +355,15 @@ def _apply(
 ) -> Difference | None:
     """Apply one row of an entry; a :class:`Difference` when it cannot be applied. ``statements`` caches the SQL
     of each (operation, table, columns) once it has been checked (a store writes a few dozen shapes of row)."""
-    shapeless = Difference("entry", "audit", seq, entry=seq, detail=_("a row it lists is not of the journal's form"))
     if not isinstance(op, list) or len(op) != 3:
-        return shapeless
+        return _shapeless(seq)
     kind, table, values = op
     if not isinstance(kind, str) or not isinstance(table, str) or table not in TABLES or not isinstance(values, dict):
-        return shapeless
+        return _shapeless(seq)
     spec = TABLES[table]
     key = values.get(spec.pk)
     if key is None or not all(isinstance(n, str) for n in values) or not all(_value_ok(v) for v in values.values()):
-        return shapeless
+        return _shapeless(seq)
     names = tuple(values)
     shape = (kind, table, names)
     sql = statements.get(shape)

@@ -35,7 +35,7 @@ from avlog.ingest.report import IngestReport
 from avlog.ingest.timeline import Finding
 from avlog.retention.policy import PURGED, ClipFacts, Due, Keep, Policy, decide, explain, retention_end
 from avlog.store.catalog import Catalog, loads
-from avlog.textsafe import json_safe, json_visible, visible
+from avlog.textsafe import json_visible, visible
 from avlog.timefmt import from_db, show
 
 
@@ -90,7 +90,7 @@ def emit_json(document: Any) -> None:
     """Exactly one JSON document on stdout. Control characters in its strings are JSON escapes (the values
     are kept); bytes of a name that is not UTF-8 are shown as :func:`visible` shows them."""
     global json_emitted
-    sys.stdout.write(json_visible(json.dumps(json_safe(document), ensure_ascii=False, indent=2)) + "\n")
+    sys.stdout.write(json_visible(json.dumps(document, ensure_ascii=False, indent=2, default=str)) + "\n")
     sys.stdout.flush()
     json_emitted = True
 

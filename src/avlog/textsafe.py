@@ -69,20 +69,6 @@ def utf8_safe(text: str) -> str:
     return _SURROGATES.sub(lambda m: _escape(m.group()), text) if _SURROGATES.search(text) else text
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` (a JSON-able document) with the lone surrogates of its strings, keys included, shown as
-    :func:`visible` shows them: a UTF-8 stream cannot carry them. Objects JSON has no type for (a path, a
-    time) become their ``str()`` first. Control characters are left to ``json.dumps`` and :func:`json_visible`,
-    which escape them without changing the value."""
-    if isinstance(value, dict):
-        return {json_safe(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return utf8_safe(value if isinstance(value, str) else str(value))
-
-
 @dataclass(frozen=True)
 class Refused:
     """The first character that keeps a text out of the catalog."""
@@ -117,14 +103,21 @@ def _json_escape(char: str) -> str:
     return f"\\u{code:04x}"
 
 
+#: What :func:`json_visible` looks at: as :data:`_SUSPECT`, but not C0 (``json.dumps`` escapes it inside
+#: strings, and the newlines left are the document's own).
+_JSON_SUSPECT = re.compile("[^\x00-\x7e\u00a0-\u00ac\u00ae-\u05ff\u3000-\u9fff\uac00-\ud7a3]")
+
+
 def json_visible(dumped: str) -> str:
     """JSON text from ``json.dumps(..., ensure_ascii=False)`` with the hidden characters it leaves raw (DEL,
     C1 controls, bidirectional overrides, line separators) written as ``\\uXXXX`` escapes: the same document
-    for a parser, harmless when a person pipes it to a terminal. ``json.dumps`` escapes C0 itself; the
-    line breaks left are the document's own."""
+    for a parser, harmless when a person pipes it to a terminal. A lone surrogate (a byte of a name that is
+    not UTF-8) becomes the text :func:`visible` shows for it (``\\xff``): a UTF-8 stream cannot carry it."""
 
     def escaped(found: re.Match[str]) -> str:
         char = found.group()
-        return _json_escape(char) if char != "\n" and _hidden(char) else char
+        if not _hidden(char):
+            return char
+        return "\\" + _escape(char) if unicodedata.category(char) == "Cs" else _json_escape(char)
 
-    return _SUSPECT.sub(escaped, dumped)
+    return _JSON_SUSPECT.sub(escaped, dumped)

@@ -38,14 +38,15 @@ def _values(value: Any) -> list[str]:
 
 def _check(value: Any, *, stored: bool) -> None:
     for text in _values(value):
-        undecodable = undecodable_character(text)
+        # Stored text: one scan finds the first character refused, an undecodable byte among them.
+        refused = refused_character(text) if stored else undecodable_character(text)
+        undecodable = undecodable_character(text) if refused is not None and not refused.undecodable else refused
         if undecodable is not None:
             raise typer.BadParameter(
                 _("not valid UTF-8: the byte {byte} at character {position}").format(
                     byte=undecodable.shown, position=undecodable.position + 1
                 )
             )
-        refused = refused_character(text) if stored else None
         if refused is not None:
             raise typer.BadParameter(
                 _(

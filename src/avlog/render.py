@@ -415,7 +415,9 @@ def _detail_time(text: Any) -> str:
 
 
 def finding_text(kind: str, seconds: float | None, other: int | None, detail: dict[str, Any] | None = None) -> str:
-    times = {key: _detail_time((detail or {}).get(key)) for key in ("name_time", "container_time")}
+    times = {}
+    if kind == "name_time_mismatch":  # the one text that names the times of its detail
+        times = {key: _detail_time((detail or {}).get(key)) for key in ("name_time", "container_time")}
     text = _(FINDING_TEXT.get(kind, kind)).format(duration=human_seconds(seconds), other=other, **times)
     if kind == "late_handover" and detail and detail.get("over_deadline"):
         text += " " + _("— over the deadline")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
 
 #: Unicode categories that are not themselves visible: controls (C0, DEL, C1), format characters
 #: (bidirectional overrides, zero-width characters), lone surrogates, line and paragraph separators.

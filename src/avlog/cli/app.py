@@ -51,13 +51,20 @@ def _fail(message: str, code: int, wants_json: bool) -> SystemExit:
     printed its own); always the one ``avlog:`` line on stderr; then the exit code."""
     from avlog import render
 
+    _fail_json(message, code, wants_json)
+    render.error_line(message)
+    return SystemExit(code)
+
+
+def _fail_json(message: str, code: int, wants_json: bool) -> None:
+    """With --json, the failure's document on stdout, unless the command printed its own."""
+    from avlog import render
+
     if wants_json and not render.json_emitted:
         try:
             render.emit_json({"ok": False, "error": message, "exit_code": code})
         except OSError:
             render.drop_stdout()  # stdout itself failed (a full disk, a closed pipe): the line on stderr says why
-    render.error_line(message)
-    return SystemExit(code)
 
 
 def _usage_failure(exc: Exception, wants_json: bool) -> SystemExit:
@@ -100,10 +107,8 @@ class AvlogGroup(TyperGroup):
             raise
 
     def invoke(self, ctx: Any) -> Any:
-        from avlog import render
 
         wants_json = "--json" in [*getattr(ctx, "_protected_args", []), *getattr(ctx, "protected_args", []), *ctx.args]
-        render.json_emitted = False
 
         try:
             return super().invoke(ctx)
@@ -131,8 +136,7 @@ class AvlogGroup(TyperGroup):
                 kind=type(exc).__name__, reason=exc
             )
             if os.environ.get("AVLOG_DEBUG"):
-                if wants_json and not render.json_emitted:
-                    render.emit_json({"ok": False, "error": message, "exit_code": 1})
+                _fail_json(message, 1, wants_json)
                 raise
             raise _fail(message, 1, wants_json) from None
 

@@ -13,7 +13,7 @@ from avlog.cli.params import key_text, stored_text
 from avlog.errors import AvlogError, IntegrityError, PartialFailure, UsageError
 from avlog.i18n import _
 from avlog.iso.media import MEDIA
-from avlog.textsafe import utf8_safe, visible
+from avlog.textsafe import visible
 
 disc_app = typer.Typer(
     cls=AvlogGroup,
@@ -164,15 +164,6 @@ def burn_iso(
         check_burner(burn)
     progress = None if as_json else render.RichPhaseProgress()
     with _closing(_open(ctx)) as c:
-        folder = str((out or c.root / "discs").absolute())
-        if not dry_run and utf8_safe(folder) != folder:
-            # The disc registry keeps each image's path to read it again; the catalog holds UTF-8 only.
-            raise UsageError(
-                _(
-                    "{path} is not a UTF-8 path, and the disc registry records where each image is; "
-                    "write the images to another folder with --out DIR"
-                ).format(path=folder)
-            )
         try:
             report = archive.burn_iso(
                 c,

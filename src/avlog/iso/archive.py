@@ -37,9 +37,10 @@ from avlog.iso.build import DiscFile, Image, Volume, safe_name
 from avlog.iso.media import MEDIA, SECTOR, Medium
 from avlog.iso.plan import Item, Plan, PlannedDisc, plan
 from avlog.iso.verify import Reading, read_medium
-from avlog.store.audit import head
+from avlog.store import anchor
 from avlog.store.journal import require_agreement
 from avlog.store.objects import fsync_dir
+from avlog.textsafe import undecodable_character
 from avlog.timefmt import from_db, show
 
 Row = dict[str, Any]
@@ -288,6 +289,14 @@ def burn_iso(
     medium = medium_named(media or ctx.settings.default_media)
     report = BurnReport(medium, dry_run=dry_run, evidence_case=evidence_for)
     out_dir = (out or ctx.root / "discs").absolute()
+    if not dry_run and undecodable_character(str(out_dir)) is not None:
+        # The disc registry keeps each image's path to read it again; the catalog holds UTF-8 only.
+        raise UsageError(
+            _(
+                "{path} is not a UTF-8 path, and the disc registry records where each image is; "
+                "write the images to another folder with --out DIR"
+            ).format(path=out_dir)
+        )
     with burn_lock(ctx):
         with ctx.catalog.snapshot():  # the check and the selection read the catalog at one moment
             if not dry_run:
@@ -430,12 +439,6 @@ def _planned(volume_id: str, medium: Medium, disc: PlannedDisc) -> DiscResult:
     )
 
 
-def _audit_head(ctx: Context) -> dict[str, Any]:
-    """The chain's head as the disc carries it: an anchor ``avlog audit verify --disc`` checks later."""
-    seq, digest = head(ctx.catalog.db)
-    return {"seq": seq, "hash": digest, "store": registry.store_id(ctx)}
-
-
 def _reasons(chosen: list[Selected]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     reasons = sorted({f["reason"] for s in chosen for f in s.flags})
     cases = sorted({c for s in chosen for c in s.cases})
@@ -459,6 +462,7 @@ def _make_disc(
     year = now.year
     seq = registry.next_seq(ctx, year)
     vol = registry.volume_id(year, seq)
+    store = registry.store_id(ctx)
     reasons, cases = _reasons(chosen)
     evidence_case: dict[str, Any] | None = None
     evidence_case_id = None
@@ -473,7 +477,7 @@ def _make_disc(
         organisation=ctx.settings.organisation,
         made_by=ctx.actor,
         store=f"{ctx.host}:{ctx.root}",
-        store_id=registry.store_id(ctx),
+        store_id=store,
         software=f"avlog {__version__}",
         purpose="evidence" if evidence_for else "archive",
         reasons=reasons,
@@ -482,7 +486,8 @@ def _make_disc(
         group=group,
         index=index,
         count=count,
-        audit_head=_audit_head(ctx),
+        # The chain's head as the disc carries it: an anchor ``avlog audit verify --disc`` checks later.
+        audit_head=anchor.current(ctx.catalog.db, now.isoformat()).to_json(),
     )
     disc_clips = [
         bag.DiscClip(paths[s.clip["id"]], s.clip["size"], s.clip["sha256"], s.clip["blake3"], s.entry)
@@ -511,7 +516,7 @@ def _make_disc(
             )
         )
     final = out_dir / f"{vol}.iso"
-    part = out_dir / f".{vol}.{registry.store_id(ctx)[:12]}.{uuid.uuid4().hex[:8]}.iso.part"
+    part = out_dir / f".{vol}.{store[:12]}.{uuid.uuid4().hex[:8]}.iso.part"
     total = sectors * SECTOR
     try:
         # No image is begun below the catalog's reserve; one written on the store's own disk counts against it.

@@ -12,6 +12,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -89,6 +90,17 @@ def copy_and_hash(reader: BinaryIO, fd: int | None, progress: ProgressFn | None 
     return Digests(blake3=b3.hexdigest(), sha256=sha.hexdigest(), size=size)
 
 
+@contextmanager
+def _reading(path: str | os.PathLike[str], from_disk: bool) -> Iterator[BinaryIO]:
+    """A store file opened for one sequential read; ``from_disk``: its cached pages dropped first (after the
+    writer's fsync they are clean), so every byte comes back from the storage device."""
+    with open(path, "rb", buffering=0) as f:
+        if from_disk and _FADVISE:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        yield f
+
+
 def _fill(fd: int, view: memoryview) -> int:
     """Read from ``fd`` into ``view`` until it is full or the file ends; how many bytes were read."""
     got = 0
@@ -115,11 +127,8 @@ def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> 
     """
     b3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
     size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if from_disk and _FADVISE:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    with _reading(path, from_disk) as f:
+        fd = f.fileno()
         views = [memoryview(bytearray(CHUNK_SIZE)), memoryview(bytearray(CHUNK_SIZE))]
         # Leaving the pool waits for a read still in flight, so the descriptor is closed after it.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="proof-read") as pool:
@@ -130,8 +139,6 @@ def blake3_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) -> 
                 b3.update(views[turn][:n])
                 size += n
                 turn ^= 1
-    finally:
-        os.close(fd)
     return b3.hexdigest(), size
 
 
@@ -142,8 +149,5 @@ def digests_of_file(path: str | os.PathLike[str], *, from_disk: bool = False) ->
     a bad sector must come back as an error for that one object, not as a
     SIGBUS that ends the whole check.
     """
-    with open(path, "rb", buffering=0) as f:
-        if from_disk and _FADVISE:
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return copy_and_hash(f, None)  # type: ignore[arg-type]
+    with _reading(path, from_disk) as f:
+        return copy_and_hash(f, None)

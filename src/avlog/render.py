@@ -458,7 +458,7 @@ def ingest_json(report: IngestReport, tz: tzinfo) -> dict[str, Any]:
                 "time_source": i.time_source,
                 "probe_error": i.probe_error,
                 # where the path shown is not exactly the name on the card: its bytes, and what was altered
-                "original_name": loads(i.original_name),
+                "original_name": getattr(i.entry, "original_name", None),
                 "name_note": getattr(i.entry, "name_note", None),
             }
             for i in report.items

@@ -49,7 +49,6 @@ from avlog.ingest.pipeline import GuardedReader, SourceReadError
 from avlog.ingest.report import IngestReport, ItemResult
 from avlog.ingest.sources import CardImageSource, FileIdentity, FolderSource, Source, SourceEntry
 from avlog.store.hashing import copy_and_hash
-from avlog.textsafe import utf8_safe
 
 #: Item statuses whose bytes are in the store: only these are ever deleted from a card.
 DELETABLE = ("stored", "duplicate")
@@ -285,8 +284,7 @@ def clear_card(ctx: Context, source: Source, report: IngestReport, *, confirmed:
             raise _refuse(str(exc)) from exc
         _refuse_if_mounted(source)
     files = [{"path": i.original_path, "blake3": i.blake3, "size": i.size} for i in items]
-    # The card's path as the ingest recorded it: bytes that are not UTF-8 kept as \xNN.
-    details = {"ingest": report.ingest_id, "source": utf8_safe(source.location), "files": files}
+    details = {"ingest": report.ingest_id, "source": source.location, "files": files}
     if left:
         details["left"] = left
     # Recorded before the first file goes: a crash mid-deletion still leaves its trace (Art. 18, 27).

@@ -37,7 +37,6 @@ from avlog.ingest.sources import Source, SourceEntry
 from avlog.retention.policy import PURGED
 from avlog.store.hashing import Digests, copy_and_hash
 from avlog.store.objects import CopyNotProven, PutResult
-from avlog.textsafe import utf8_safe
 from avlog.timefmt import from_db, to_db
 
 Row = dict[str, Any]
@@ -281,19 +280,7 @@ def _record(
             }
             item.clip_id = catalog.insert("clips", clip)
             item.new_clip = True
-        catalog.insert(
-            "ingest_items",
-            {
-                "ingest_id": report.ingest_id,
-                "original_path": entry.path,
-                "original_name": _original_name(entry),
-                "size": digests.size,
-                "status": item.status,
-                "blake3": digests.blake3,
-                "sha256": digests.sha256,
-                "clip_id": item.clip_id,
-            },
-        )
+        _insert_item(ctx, report, item)
         details = {
             "ingest": report.ingest_id,
             "path": entry.path,
@@ -316,19 +303,7 @@ def _record_rehandover(
     item.status, item.clip_id = "rehandover", tombstone["id"]
     catalog = ctx.catalog
     with catalog.change():
-        catalog.insert(
-            "ingest_items",
-            {
-                "ingest_id": report.ingest_id,
-                "original_path": entry.path,
-                "original_name": _original_name(entry),
-                "size": entry.size,
-                "status": "rehandover",
-                "blake3": item.blake3,
-                "sha256": item.sha256,
-                "clip_id": tombstone["id"],
-            },
-        )
+        _insert_item(ctx, report, item)
         catalog.audit(
             "clip.rehandover",
             f"clip:{tombstone['id']}",
@@ -341,7 +316,25 @@ def _record_rehandover(
         )
 
 
-def _original_name(entry: SourceEntry) -> str | None:
+def _insert_item(ctx: Context, report: IngestReport, item: ItemResult) -> None:
+    """The ``ingest_items`` row of one file, whatever its outcome, inside the caller's change."""
+    ctx.catalog.insert(
+        "ingest_items",
+        {
+            "ingest_id": report.ingest_id,
+            "original_path": item.original_path,
+            "original_name": _original_name(item.entry),
+            "size": item.size,
+            "status": item.status,
+            "error": item.error,
+            "blake3": item.blake3,
+            "sha256": item.sha256,
+            "clip_id": item.clip_id,
+        },
+    )
+
+
+def _original_name(entry: SourceEntry | None) -> str | None:
     """The name's bytes as the card stores them (JSON), kept where the name shown differs from them."""
     raw = getattr(entry, "original_name", None)
     return json.dumps(raw, sort_keys=True) if raw else None
@@ -349,17 +342,7 @@ def _original_name(entry: SourceEntry) -> str | None:
 
 def _record_failure(ctx: Context, report: IngestReport, item: ItemResult) -> None:
     with ctx.catalog.change():
-        ctx.catalog.insert(
-            "ingest_items",
-            {
-                "ingest_id": report.ingest_id,
-                "original_path": item.original_path,
-                "original_name": item.original_name,
-                "size": item.size,
-                "status": "failed",
-                "error": item.error,
-            },
-        )
+        _insert_item(ctx, report, item)
         ctx.catalog.audit(
             "ingest.failed",
             f"ingest:{report.ingest_id}",
@@ -400,13 +383,12 @@ def ingest(
     _mark_interrupted(ctx)
 
     started = ctx.clock()
-    location = utf8_safe(source.location)  # a --from path that is not UTF-8 is kept with its bytes as \xNN
     report = IngestReport(
         ingest_id=0,
         device_serial=device_serial,
         custodian=device["custodian"] if device else None,
         registered=device is not None,
-        source=location,
+        source=source.location,
         source_kind=source.kind,
         started_at=started,
         plugged_at=plugged_at or started,
@@ -425,7 +407,7 @@ def ingest(
                 "device_serial": device_serial,
                 "device_registered": int(device is not None),
                 "custodian": report.custodian,
-                "source": location,
+                "source": source.location,
                 "source_kind": source.kind,
                 "status": "running",
                 "skipped": sum(report.skipped.values()),
@@ -440,7 +422,7 @@ def ingest(
                 "device": device_serial,
                 "registered": device is not None,
                 "custodian": report.custodian,
-                "source": location,
+                "source": source.location,
                 "files": len(plan),
                 "skipped": report.skipped,
             },
@@ -463,13 +445,7 @@ def ingest(
         in_flight: deque[tuple[SourceEntry, ItemResult, Future[tuple[Digests, bool, bool]]]] = deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
             for entry, kind in plan:
-                item = ItemResult(
-                    original_path=entry.path,
-                    size=entry.size,
-                    media_kind=kind,
-                    original_name=_original_name(entry),
-                    entry=entry,
-                )
+                item = ItemResult(original_path=entry.path, size=entry.size, media_kind=kind, entry=entry)
                 report.items.append(item)
                 if entry.error is not None:
                     item.media_kind, item.error = None, entry.error

@@ -49,7 +49,6 @@ class ItemResult:
     repaired: bool = False  # this copy replaced a damaged or missing object
     time_source: str | None = None
     probe_error: str | None = None
-    original_name: str | None = None  # the name's bytes (JSON) where the path shown differs from them
     # The card's entry this item was read from (its name as stored, what identifies it for clearing).
     entry: Any = field(default=None, repr=False, compare=False)
 

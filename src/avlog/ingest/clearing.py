@@ -80,6 +80,7 @@ def _check_writable(source: Source, confirmed: bool) -> None:
     if isinstance(source, CardImageSource) and source.kind == "fat":
         if not confirmed:
             raise _refuse(_("the card is read raw; confirm the deletion with --yes"))
+        _refuse_if_mounted(source)  # cheap, and before the card is read again to prove it
         return
     raise _refuse(_("an exFAT card read raw cannot be cleared; mount it read-write and run again"))
 
@@ -282,7 +283,6 @@ def clear_card(ctx: Context, source: Source, report: IngestReport, *, confirmed:
             fs, card_targets = fatclear.prove(source, items, _same_content)
         except fatclear.NotProved as exc:
             raise _refuse(str(exc)) from exc
-        _refuse_if_mounted(source)
     files = [{"path": i.original_path, "blake3": i.blake3, "size": i.size} for i in items]
     details = {"ingest": report.ingest_id, "source": source.location, "files": files}
     if left:

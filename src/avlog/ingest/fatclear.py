@@ -52,7 +52,6 @@ class NotErased(Exception):
 
 
 @dataclass
-@dataclass
 class CardTarget:
     """One file of a raw FAT card to delete: its entry as found again, and the runs of clusters it frees."""
 

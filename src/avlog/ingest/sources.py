@@ -125,7 +125,7 @@ class FolderSource:
     parallel_reads = True
 
     def __init__(self, root: Path):
-        self.root = self.path = root
+        self.root = root
         self.location = names.show_path(root)  # for messages and records; the card's label may not be text
         if not root.is_dir():
             raise SourceError(_("{path} is not a folder").format(path=self.location))
@@ -352,8 +352,10 @@ class CardImageSource:
 
     def open(self, entry: SourceEntry) -> BinaryIO:
         handle: CardHandle = entry.handle
-        runs = self.fs.runs(handle)  # CardDamage (an OSError) names what cannot be trusted: the file fails alone
-        self.read_runs[handle.slots] = runs
+        runs = self.read_runs.get(handle.slots)  # one file is opened up to three times by an ingest
+        if runs is None:
+            runs = self.fs.runs(handle)  # CardDamage (an OSError) names what cannot be trusted: the file fails alone
+            self.read_runs[handle.slots] = runs
         return self.fs.open(handle, runs)
 
     def recheck(self, entry: SourceEntry) -> str | None:

@@ -42,7 +42,7 @@ from datetime import tzinfo
 from avlog.ingest.cardfs.base import MAX_DEPTH, MAX_FOLDER_ENTRIES, MAX_WAITING, CardFS, CardHandle, Listed
 from avlog.ingest.cardfs.exfat import ExfatFS
 from avlog.ingest.cardfs.fat import FatFS
-from avlog.ingest.cardfs.reading import CardDamage, FatTable, Region, decode_entry, encode_entry, entry_span
+from avlog.ingest.cardfs.reading import CardDamage, encode_entry, entry_span
 
 __all__ = [
     "MAX_DEPTH",
@@ -53,10 +53,7 @@ __all__ = [
     "CardHandle",
     "ExfatFS",
     "FatFS",
-    "FatTable",
     "Listed",
-    "Region",
-    "decode_entry",
     "encode_entry",
     "entry_span",
     "open_card_fs",

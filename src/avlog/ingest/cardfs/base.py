@@ -35,11 +35,9 @@ class CardHandle:
     raw: bytes  # those slots' bytes as read
     first_cluster: int
     size: int
-    folder: int  # first cluster of the folder holding the entry; 0 for the fixed FAT12/16 root
     contiguous: bool = False  # exFAT NoFatChain: the clusters follow one another and the FAT is not used
     valid_size: int | None = None  # exFAT ValidDataLength when less than the size: the rest reads as zeros
     ambiguous: bool = False  # a name on its path collides with a sibling's (without case, or by its 8.3 name)
-    is_dir: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,12 +243,10 @@ class CardFS:
 
     # -- reading a file --------------------------------------------------------------------------------
 
-    def open(self, handle: CardHandle, runs: list[tuple[int, int]] | None = None) -> BinaryIO:
-        """A file's bytes through its checked runlist; :class:`CardDamage` when its chain cannot be trusted."""
+    def open(self, handle: CardHandle, runs: list[tuple[int, int]]) -> BinaryIO:
+        """A file's bytes through ``runs``, its checked runlist (from :meth:`runs`)."""
         if handle.size == 0:
             return io.BytesIO(b"")
-        if runs is None:
-            runs = self.runs(handle)
         data = Region(self.fd, self.offset + self.data_offset, self.size - self.data_offset)
         runlist = [(start - 2, length) for start, length in runs]
         stream: BinaryIO = RunlistStream(data, runlist, handle.size, self.cluster_size)  # type: ignore[arg-type, assignment]

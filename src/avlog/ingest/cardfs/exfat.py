@@ -76,7 +76,7 @@ class ExfatFS(CardFS):
         clusters, problem = self._folder_chain(self.root_cluster, math.ceil(EXFAT_DIR_MAX_BYTES / self.cluster_size))
         if not clusters:
             raise CardDamage(_("its root folder cannot be read: {reason}").format(reason=problem))
-        records, too_many = self._records(self._folder_slots(clusters), self.root_cluster, stop)
+        records, too_many = self._records(self._folder_slots(clusters), stop)
         problem = problem or too_many
         if problem is None:
             return records, None
@@ -97,12 +97,12 @@ class ExfatFS(CardFS):
             return [], _("this folder was not read: {reason}").format(reason=problem)
         slots = self._folder_slots(clusters)
         slots.count = handle.size // SLOT
-        records, too_many = self._records(slots, handle.first_cluster, stop)
+        records, too_many = self._records(slots, stop)
         if too_many is not None:
             return records, _("this folder was read only in part: {reason}").format(reason=too_many)
         return records, None
 
-    def _records(self, slots: Slots, folder: int, stop: Callable[[], bool]) -> tuple[list[Rec], str | None]:
+    def _records(self, slots: Slots, stop: Callable[[], bool]) -> tuple[list[Rec], str | None]:
         records: list[Rec] = []
         index = 0
         for step in range(slots.count):
@@ -119,12 +119,12 @@ class ExfatFS(CardFS):
             if kind != 0x85:  # bitmap, up-case table, label, GUID, padding, deleted or stray entries: structure
                 index += 1
                 continue
-            rec, used = self._entry_set(slots, index, folder)
+            rec, used = self._entry_set(slots, index)
             records.append(rec)
             index += used
         return records, None
 
-    def _entry_set(self, slots: Slots, index: int, folder: int) -> tuple[Rec, int]:
+    def _entry_set(self, slots: Slots, index: int) -> tuple[Rec, int]:
         """One file or folder from its entry set; a damaged set fails alone and the walk goes on after its primary."""
         offset, primary = slots.get(index)
         count = primary[1]
@@ -180,10 +180,8 @@ class ExfatFS(CardFS):
             raw=whole,
             first_cluster=first,
             size=size,
-            folder=folder,
             contiguous=bool(flags & 0x02),
             valid_size=valid if valid < size and not is_dir else None,
-            is_dir=is_dir,
         )
         mtime = exfat_time(int.from_bytes(primary[12:16], "little"), primary[21], primary[23], self.local_tz)
         rec = Rec(

@@ -76,12 +76,12 @@ class FatFS(CardFS):
             clusters, problem = self._folder_chain(self.root_cluster, math.ceil(FAT_DIR_MAX_BYTES / self.cluster_size))
             if not clusters:
                 raise CardDamage(_("its root folder cannot be read: {reason}").format(reason=problem))
-            records = self._records(self._folder_slots(clusters), self.root_cluster, True, stop)
+            records = self._records(self._folder_slots(clusters), True, stop)
             return records, None if problem is None else _("the root folder was read only in part: {reason}").format(
                 reason=problem
             )
         slots = Slots(self.region, [self.root_offset], self.root_entries * SLOT, self.root_entries)
-        return self._records(slots, 0, True, stop), None
+        return self._records(slots, True, stop), None
 
     def _subfolder(self, rec: Rec, stop: Callable[[], bool]) -> tuple[list[Rec], str | None]:
         assert rec.handle is not None
@@ -89,12 +89,12 @@ class FatFS(CardFS):
         clusters, problem = self._folder_chain(first, math.ceil(FAT_DIR_MAX_BYTES / self.cluster_size))
         if not clusters:
             return [], _("this folder was not read: {reason}").format(reason=problem)
-        records = self._records(self._folder_slots(clusters), first, False, stop)
+        records = self._records(self._folder_slots(clusters), False, stop)
         if problem is not None:
             problem = _("this folder was read only in part: {reason}").format(reason=problem)
         return records, problem
 
-    def _records(self, slots: Slots, folder: int, is_root: bool, stop: Callable[[], bool]) -> list[Rec]:
+    def _records(self, slots: Slots, is_root: bool, stop: Callable[[], bool]) -> list[Rec]:
         records: list[Rec] = []
         pending: list[tuple[int, bytes]] = []
         label_seen = False
@@ -137,8 +137,6 @@ class FatFS(CardFS):
                 raw=b"".join(r for _o, r in used) + raw,
                 first_cluster=cluster,
                 size=0 if is_dir else size,
-                folder=folder,
-                is_dir=is_dir,
             )
             records.append(
                 Rec(

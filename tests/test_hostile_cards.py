@@ -553,7 +553,6 @@ def test_a_deep_tree_of_full_folders_is_named_not_held(
 ) -> None:
     files = {f"X/P{i}/Q{j}/F{k}.MP4": clip(k) for i in range(4) for j in range(4) for k in range(2)}
     monkeypatch.setattr("avlog.ingest.cardfs.base.MAX_WAITING", 6)
-    monkeypatch.setattr("avlog.ingest.sources.MAX_WAITING", 6)
     if kind == "fat32":
         source: CardImageSource | FolderSource = CardImageSource(make_fat(32, tmp_path / "card.img", files), TZ)
     else:

@@ -28,15 +28,14 @@ from avlog.errors import SourceError
 from avlog.i18n import _
 from avlog.ingest import names
 from avlog.ingest.cardfs import (
-    MAX_DEPTH,
     MAX_FOLDER_ENTRIES,
-    MAX_WAITING,
     CardDamage,
     CardFS,
     CardHandle,
     Listed,
     open_card_fs,
 )
+from avlog.ingest.cardfs.base import FolderNotRead, bounded_walk
 
 SECTOR = 512
 # MBR partition types that may hold FAT12/16/32 or exFAT.
@@ -142,41 +141,22 @@ class FolderSource:
                 _("cannot read {path}: {reason}").format(path=self.location, reason=exc.strerror or exc)
             ) from exc
         visited = {(st.st_dev, st.st_ino)}
-        stack = [iter(listing)]
-        waiting = len(listing)  # memory is bounded as on a raw card (avlog.ingest.cardfs.base.walk)
-        while stack:
-            if stop():
-                return
-            item = next(stack[-1], None)
-            if item is None:
-                stack.pop()
-                continue
-            waiting = max(0, waiting - 1)
-            if isinstance(item, SourceEntry):
-                yield item
-                continue
-            folder = item
-            identity = folder.folders[-1]
-            if identity in visited:  # a bind mount of a folder inside itself: read once
-                yield self._folder_error(folder, _("this folder was not read: it is a folder read already (a loop)"))
-                continue
-            visited.add(identity)
-            if folder.depth > MAX_DEPTH:
-                reason = _("this folder was not read: it lies deeper than {n} folders").format(n=MAX_DEPTH)
-                yield self._folder_error(folder, reason)
-                continue
-            try:
-                listing = self._list(folder)
-            except OSError as exc:  # a folder of the card that cannot be listed fails on its own
-                reason = _("cannot list this folder: {reason}").format(reason=exc.strerror or exc)
-                yield self._folder_error(folder, reason)
-                continue
-            if waiting + len(listing) > MAX_WAITING:
-                reason = _("this folder was not read: the folders above it hold too many entries waiting to be read")
-                yield self._folder_error(folder, reason)
-                continue
-            waiting += len(listing)
-            stack.append(iter(listing))
+
+        def expand(folder: _Folder) -> tuple[Iterator[SourceEntry | _Folder], int]:
+            if folder.folders[-1] in visited:  # a bind mount of a folder inside itself: read once
+                raise FolderNotRead(_("this folder was not read: it is a folder read already (a loop)"))
+            visited.add(folder.folders[-1])
+            children = self._list(folder)
+            return iter(children), len(children)
+
+        yield from bounded_walk(
+            iter(listing),
+            len(listing),
+            descend=lambda item: (item, item.depth) if isinstance(item, _Folder) else None,
+            expand=expand,
+            error=self._folder_error,
+            stop=stop,
+        )
 
     def _folder_error(self, folder: _Folder, reason: str) -> SourceEntry:
         named = _named(list(folder.parts), ["posix"] * len(folder.parts), set(folder.altered), folder.exact)

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, tzinfo
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from dissect.util.stream import RunlistStream
 
@@ -20,6 +20,65 @@ MAX_FOLDER_ENTRIES = 65536  # entries read from one folder: FAT's own limit, and
 MAX_WAITING = 1 << 18  # entries read but not yet handed on, over all the folders the walk is inside
 MAX_RUNS = 1 << 20  # pieces one file may lie in: its runlist stays some tens of MiB at most
 STOP_EVERY = 512  # directory slots read between two looks at the stop flag
+
+
+class FolderNotRead(Exception):
+    """A folder the walk does not read, for the reason given (a sentence): it is named as failed, the walk goes on."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def bounded_walk(
+    first: Iterator[Any],
+    count: int,
+    *,
+    descend: Callable[[Any], tuple[Any, int] | None],
+    expand: Callable[[Any], tuple[Iterator[Any], int]],
+    error: Callable[[Any, str], Any],
+    stop: Callable[[], bool],
+) -> Iterator[Any]:
+    """A tree walked depth first with bounded memory, for a raw card and a folder card alike.
+
+    ``first`` holds ``count`` items; ``descend(item)`` is ``(folder, depth)`` for a folder to go into, None
+    for an item to hand on; ``expand(folder)`` lists a folder's items and their number (an ``OSError`` or
+    :class:`FolderNotRead` fails that folder alone); ``error(folder, reason)`` is the item that names a folder
+    not read. A folder deeper than :data:`MAX_DEPTH`, or whose items would make more than
+    :data:`MAX_WAITING` wait at once, is named instead of read. Returns early once ``stop()``.
+    """
+    waiting = count
+    stack = [first]
+    while stack:
+        if stop():
+            return
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        waiting = max(0, waiting - 1)
+        found = descend(item)
+        if found is None:
+            yield item
+            continue
+        folder, depth = found
+        if depth > MAX_DEPTH:
+            yield error(folder, _("this folder was not read: it lies deeper than {n} folders").format(n=MAX_DEPTH))
+            continue
+        try:
+            children, n = expand(folder)
+        except FolderNotRead as exc:
+            yield error(folder, exc.reason)
+            continue
+        except OSError as exc:  # the card answering EIO under one folder: that folder fails alone
+            yield error(folder, _("cannot list this folder: {reason}").format(reason=exc.strerror or exc))
+            continue
+        if waiting + n > MAX_WAITING:
+            reason = _("this folder was not read: the folders above it hold too many entries waiting to be read")
+            yield error(folder, reason)
+            continue
+        waiting += n
+        stack.append(children)
 
 
 class Stopped(Exception):
@@ -272,41 +331,27 @@ class CardFS:
         """
         stop = should_stop or (lambda: False)
         self.folder_clusters = set()
+
+        def descend(item: Listed | tuple[Rec, Where]) -> tuple[tuple[Rec, Where], int] | None:
+            return None if isinstance(item, Listed) else (item, item[1].depth)
+
+        def expand(folder: tuple[Rec, Where]) -> tuple[Iterator[Listed | tuple[Rec, Where]], int]:
+            rec, where = folder
+            records, problem = self._subfolder(rec, stop)
+            return self._children(records, problem, where), len(records)
+
         try:
             records, problem = self._root(stop)
+            yield from bounded_walk(
+                self._children(records, problem, Where("")),
+                len(records),
+                descend=descend,
+                expand=expand,
+                error=lambda folder, reason: self._error(folder[1], reason),
+                stop=stop,
+            )
         except Stopped:
             return
-        waiting = len(records)
-        stack: list[Iterator[Listed | tuple[Rec, Where]]] = [self._children(records, problem, Where(""))]
-        while stack:
-            if stop():
-                return
-            item = next(stack[-1], None)
-            if item is None:
-                stack.pop()
-                continue
-            waiting = max(0, waiting - 1)
-            if isinstance(item, Listed):
-                yield item
-                continue
-            rec, where = item
-            if where.depth > MAX_DEPTH:
-                reason = _("this folder was not read: it lies deeper than {n} folders").format(n=MAX_DEPTH)
-                yield self._error(where, reason)
-                continue
-            try:
-                records, problem = self._subfolder(rec, stop)
-            except Stopped:
-                return
-            except OSError as exc:  # the card answering EIO under one folder: that folder fails alone
-                yield self._error(where, _("cannot list this folder: {reason}").format(reason=exc.strerror or exc))
-                continue
-            if waiting + len(records) > MAX_WAITING:
-                reason = _("this folder was not read: the folders above it hold too many entries waiting to be read")
-                yield self._error(where, reason)
-                continue
-            waiting += len(records)
-            stack.append(self._children(records, problem, where))
 
     def _error(self, where: Where, reason: str) -> Listed:
         return Listed(

@@ -140,15 +140,9 @@ def _dev_ino(st: os.stat_result) -> tuple[int, int]:
 
 def _still_there(fd: int, identity: FileIdentity) -> bool:
     try:
-        st = os.stat(identity.parts[-1], dir_fd=fd, follow_symlinks=False)
+        return identity.matches(os.stat(identity.parts[-1], dir_fd=fd, follow_symlinks=False))
     except FileNotFoundError:
         return False
-    return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (
-        identity.dev,
-        identity.ino,
-        identity.size,
-        identity.mtime_ns,
-    )
 
 
 def _prove_folder(source: FolderSource, items: list[ItemResult]) -> list[tuple[ItemResult, FileIdentity]]:
@@ -167,18 +161,21 @@ def _prove_folder(source: FolderSource, items: list[ItemResult]) -> list[tuple[I
                 )
             ) from exc
         try:
-            same = _still_there(fd, identity)
-        finally:
-            os.close(fd)
-        if not same:
-            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
-        try:
-            opened = source.open(entry)
+            # The file itself, opened in the folder just checked: nothing on its path is resolved again.
+            file_fd = os.open(identity.parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except FileNotFoundError:
+            file_fd = None
         except OSError as exc:
             raise _refuse(
                 _("{path} cannot be read again: {reason}").format(path=item.original_path, reason=exc.strerror or exc)
             ) from exc
-        if not _same_content(item, opened):
+        finally:
+            os.close(fd)
+        if file_fd is None or not identity.matches(os.fstat(file_fd)):
+            if file_fd is not None:
+                os.close(file_fd)
+            raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
+        if not _same_content(item, open(file_fd, "rb", buffering=0)):  # noqa: SIM115 - _same_content closes it
             raise _refuse(_("{path} changed on the card since it was read").format(path=item.original_path))
         targets.append((item, identity))
     return targets

@@ -101,6 +101,15 @@ class FileIdentity:
     size: int
     mtime_ns: int
 
+    def matches(self, st: os.stat_result) -> bool:
+        """Whether ``st`` is this very file, unchanged: a regular file of the same inode, size and time."""
+        return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime_ns,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Folder:
@@ -230,12 +239,7 @@ class FolderSource:
             return _("the file disappeared while it was read")
         except OSError as exc:  # a card pulled out answers EIO: the card's fault, not the store's
             return _("the card could not be read after the copy: {reason}").format(reason=exc.strerror or exc)
-        if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != (
-            identity.dev,
-            identity.ino,
-            identity.size,
-            identity.mtime_ns,
-        ):
+        if not identity.matches(st):
             return _("the file changed while it was read")
         return None
 

@@ -193,3 +193,11 @@ def original_name(encodings: list[str], parts: list[bytes]) -> dict[str, object]
 def fold(shown: str) -> str:
     """The key two names of one FAT folder collide under: FAT compares names without case."""
     return unicodedata.normalize("NFC", shown).casefold()
+
+
+def utf16_until_nul(units: bytes) -> bytes:
+    """UTF-16LE code units up to the first NUL unit, which ends a name stored in fixed-size slots."""
+    for i in range(0, len(units) - 1, 2):
+        if units[i : i + 2] == b"\x00\x00":
+            return units[:i]
+    return units

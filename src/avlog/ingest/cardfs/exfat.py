@@ -199,8 +199,4 @@ class ExfatFS(CardFS):
 
 def _set_name(parts: list[tuple[int, bytes]]) -> bytes:
     """The name a damaged entry set still spells, if any, to name it by (cut at the first NUL)."""
-    name = b"".join(raw[2:32] for _o, raw in parts[2:] if raw[0] == 0xC1)
-    for i in range(0, len(name), 2):
-        if name[i : i + 2] == b"\x00\x00":
-            return name[:i]
-    return name
+    return names.utf16_until_nul(b"".join(raw[2:32] for _o, raw in parts[2:] if raw[0] == 0xC1))

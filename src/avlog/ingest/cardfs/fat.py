@@ -174,11 +174,7 @@ class FatFS(CardFS):
         checksum = lfn_checksum(short)
         if any(raw[13] != checksum for _o, raw in pending):
             return None, [], {names.LFN_MISMATCH}
-        units = b"".join(raw[1:11] + raw[14:26] + raw[28:32] for _o, raw in reversed(pending))
-        for i in range(0, len(units), 2):
-            if units[i : i + 2] == b"\x00\x00":
-                units = units[:i]
-                break
+        units = names.utf16_until_nul(b"".join(raw[1:11] + raw[14:26] + raw[28:32] for _o, raw in reversed(pending)))
         if not units or len(units) > 255 * 2:
             return None, [], {names.LFN_DAMAGED}
         return units, pending, set()
